@@ -1,0 +1,42 @@
+"""Classification metrics (scikit-learn) with a 95% confidence interval for accuracy (scipy)."""
+import numpy as np
+from scipy.stats import binomtest
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+from facemask import CLASSES
+
+
+def classification_metrics(y_true, y_pred, classes=CLASSES) -> dict:
+    """Accuracy with its Wilson 95% CI, macro-F1, and per-class precision/recall/F1/support."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    labels = list(range(len(classes)))
+    correct = int((y_true == y_pred).sum())
+    interval = binomtest(correct, len(y_true)).proportion_ci(confidence_level=0.95, method="wilson")
+    report = classification_report(
+        y_true, y_pred, labels=labels, target_names=list(classes), output_dict=True, zero_division=0
+    )
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy_ci95": [float(interval.low), float(interval.high)],
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": {
+            name: {key: float(report[name][key]) for key in ("precision", "recall", "f1-score", "support")}
+            for name in classes
+        },
+    }
+
+
+def report_text(y_true, y_pred, classes=CLASSES) -> str:
+    """scikit-learn's text classification report (the seed's format) plus the confusion matrix."""
+    labels = list(range(len(classes)))
+    text = classification_report(y_true, y_pred, labels=labels, target_names=list(classes), digits=4, zero_division=0)
+    matrix = confusion_matrix(y_true, y_pred, labels=labels)
+    rows = "\n".join(f"{name:>20} {' '.join(f'{v:5d}' for v in row)}" for name, row in zip(classes, matrix))
+    return f"{text}\nconfusion matrix (rows: true, columns: predicted, order as above)\n{rows}\n"
+
+
+def accuracy_by(values, y_true, y_pred) -> dict:
+    """Accuracy within each distinct value of `values` (e.g. the image's source)."""
+    values, hits = np.asarray(values), np.asarray(y_true) == np.asarray(y_pred)
+    return {str(v): {"accuracy": float(hits[values == v].mean()), "n": int((values == v).sum())} for v in sorted(set(values))}

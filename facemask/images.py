@@ -1,0 +1,68 @@
+"""Load any image file as RGB uint8, and resize it the way the model does."""
+from pathlib import Path
+
+import keras
+import numpy as np
+from PIL import Image, ImageOps
+
+from facemask import UserError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+DEFAULT_MAX_PIXELS = 40_000_000  # refuses decompression bombs before decoding
+
+
+class ImageError(UserError):
+    """A file that cannot be used as an image; the message names the file and why."""
+
+
+def load_rgb(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode `path` to an HxWx3 uint8 RGB array: EXIF rotation applied, any mode converted."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageError(f"{path}: {width}x{height} pixels is over the limit of {max_pixels}")
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{path}: not a readable image ({err})") from None
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    """Convert any PIL mode (16-bit, CMYK, palette, alpha, grey) to RGB uint8."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        grey = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or grey.max() > 255 else 255.0
+        grey = np.clip(grey / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.stack([grey] * 3, axis=-1)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(canvas, rgba)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def resizer(image_size: int) -> keras.layers.Resizing:
+    """The one resize step: centre crop to square, then bilinear to image_size (inside the model too)."""
+    return keras.layers.Resizing(image_size, image_size, crop_to_aspect_ratio=True, name="resize")
+
+
+def load_batch(paths, image_size: int) -> np.ndarray:
+    """Load and resize `paths` to an (n, size, size, 3) float32 batch; the model's resize is then a no-op."""
+    resize = resizer(image_size)
+    batch = np.zeros((len(paths), image_size, image_size, 3), dtype=np.float32)
+    for i, path in enumerate(paths):
+        batch[i] = np.asarray(resize(load_rgb(path).astype(np.float32)))
+    return batch
+
+
+def list_class_images(root: Path, classes) -> list[tuple[Path, str]]:
+    """Every image file under root/<class>/, sorted, as (path, class) pairs."""
+    pairs = []
+    for label in classes:
+        folder = Path(root) / label
+        if folder.is_dir():
+            pairs += [(p, label) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    return pairs

@@ -1,0 +1,100 @@
+"""Stage augment: expand the training split only, with seeded random transforms.
+
+Every training image is copied as it is, plus `copies` augmented versions (flips, small rotation,
+zoom, shift, brightness, contrast; each a param, 0/false turns it off). With `balance: true`, smaller
+classes get more copies per image, so that every class ends with about as many images as the largest.
+Validation and test images are never read here. Writes data/augmented/train/<class>/* and
+data/augmented/augment.csv (file, label, origin, copy).
+"""
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import keras
+import numpy as np
+from PIL import Image
+
+from facemask.files import read_csv, write_csv
+from facemask.images import load_rgb
+from facemask.params import load_section
+from facemask.stage import run
+
+SPLIT_DIR = Path("data/split")
+OUT_DIR = Path("data/augmented")
+
+
+def copies_per_image(counts: dict[str, int], copies: int, balance: bool) -> dict[str, list[int]]:
+    """How many augmented copies each image of each class gets (a list per class, in image order)."""
+    plan = {}
+    target = max(counts.values()) * (1 + copies)
+    for label, n in counts.items():
+        extra = (target - n) if balance else n * copies
+        base, remainder = divmod(extra, n)
+        plan[label] = [base + (i < remainder) for i in range(n)]
+    return plan
+
+
+def transform_pipeline(params: dict, seed: int) -> keras.Sequential:
+    """The random transforms named in params, as seeded Keras preprocessing layers."""
+    layers = []
+    if params.get("flip", True):
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if params.get("rotation", 0):
+        layers.append(keras.layers.RandomRotation(params["rotation"], fill_mode="reflect", seed=seed + 1))
+    if params.get("zoom", 0):
+        layers.append(keras.layers.RandomZoom(params["zoom"], fill_mode="reflect", seed=seed + 2))
+    if params.get("shift", 0):
+        layers.append(keras.layers.RandomTranslation(params["shift"], params["shift"], fill_mode="reflect", seed=seed + 3))
+    if params.get("brightness", 0):
+        layers.append(keras.layers.RandomBrightness(params["brightness"], value_range=(0, 255), seed=seed + 4))
+    if params.get("contrast", 0):
+        layers.append(keras.layers.RandomContrast(params["contrast"], value_range=(0, 255), seed=seed + 5))
+    return keras.Sequential(layers)
+
+
+def augment(train_rows: list[dict], split_dir: Path, out_dir: Path, params: dict) -> list[dict]:
+    """Copy each training image and write its augmented versions; return the rows of augment.csv."""
+    seed = int(params.get("seed", 1337))
+    keras.utils.set_random_seed(seed)
+    pipeline = transform_pipeline(params, seed)
+    by_class = {}
+    for row in sorted(train_rows, key=lambda r: r["file"]):
+        by_class.setdefault(row["label"], []).append(row)
+    plan = copies_per_image(Counter({k: len(v) for k, v in by_class.items()}), int(params.get("copies", 1)),
+                            bool(params.get("balance", True)))
+    rows = []
+    for label, class_rows in by_class.items():
+        for row, n_copies in zip(class_rows, plan[label]):
+            source = split_dir / "train" / label / Path(row["file"]).name
+            target = out_dir / "train" / label / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            rows.append({"file": f"train/{label}/{target.name}", "label": label, "origin": row["file"], "copy": 0})
+            pixels = load_rgb(source).astype(np.float32)
+            for k in range(1, n_copies + 1):
+                augmented = np.asarray(pipeline(pixels, training=True))
+                name = f"{source.stem}__aug{k}{source.suffix}"
+                _save(np.clip(augmented, 0, 255).round().astype(np.uint8), target.with_name(name))
+                rows.append({"file": f"train/{label}/{name}", "label": label, "origin": row["file"], "copy": k})
+    return rows
+
+
+def _save(pixels: np.ndarray, path: Path) -> None:
+    """Save in the original file's format, so an augmented copy carries no new format fingerprint."""
+    image = Image.fromarray(pixels)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        image.save(path, quality=95)
+    else:
+        image.save(path)
+
+
+def main() -> None:
+    params = load_section("augment")
+    train_rows = [row for row in read_csv(SPLIT_DIR / "split.csv") if row["split"] == "train"]
+    rows = augment(train_rows, SPLIT_DIR, OUT_DIR, params)
+    write_csv(OUT_DIR / "augment.csv", rows, ["file", "label", "origin", "copy"])
+    print(f"augment: {len(train_rows)} training images -> {len(rows)} ({dict(Counter(r['label'] for r in rows))})")
+
+
+if __name__ == "__main__":
+    run(main, "augment")

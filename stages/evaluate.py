@@ -1,0 +1,108 @@
+"""Stage evaluate@<backbone>: score the saved model on the held-out test split, and only there.
+
+Metrics (scikit-learn): accuracy with its 95% CI, macro-F1, per-class precision/recall/F1, accuracy
+per image source (does the model read the face or the photo's origin?), and inference images/s.
+Writes metrics/<backbone>.json, plots/<backbone>/confusion.csv (a DVC confusion plot) and
+reports/<backbone>/{classification_report.txt, predictions.csv}; logs into the backbone's MLflow run.
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+
+from facemask import CLASSES  # noqa: E402
+from facemask.evaluation import accuracy_by, classification_metrics, report_text  # noqa: E402
+from facemask.files import read_csv, write_csv, write_json  # noqa: E402
+from facemask.images import load_batch  # noqa: E402
+from facemask.model import load  # noqa: E402
+from facemask.params import load_section  # noqa: E402
+from facemask.stage import run  # noqa: E402
+from facemask.tracking import configure, run_tags  # noqa: E402
+
+SPLIT_DIR = Path("data/split")
+
+
+def evaluate(model, rows: list[dict], split_dir: Path, batch_size: int = 32) -> dict:
+    """Predict every row's image and score it; returns metrics, per-image predictions and timing."""
+    paths = [split_dir / r["split"] / r["label"] / Path(r["file"]).name for r in rows]
+    y_true = np.array([CLASSES.index(r["label"]) for r in rows])
+    started = time.perf_counter()
+    batch = load_batch(paths, model.get_layer("resize").height)
+    loaded = time.perf_counter()
+    probabilities = model.predict(batch, batch_size=batch_size, verbose=0)
+    inferred = time.perf_counter()
+    y_pred = probabilities.argmax(axis=1)
+    metrics = classification_metrics(y_true, y_pred)
+    metrics["accuracy_by_source"] = accuracy_by([r.get("source", "unknown") for r in rows], y_true, y_pred)
+    metrics["images_per_second"] = round(len(rows) / (inferred - loaded), 1)
+    metrics["images_per_second_with_decode"] = round(len(rows) / (inferred - started), 1)
+    predictions = [
+        {"file": r["file"], "source": r.get("source", ""), "actual": r["label"], "predicted": CLASSES[p],
+         **{f"p_{c}": round(float(q), 5) for c, q in zip(CLASSES, prob)}}
+        for r, p, prob in zip(rows, y_pred, probabilities)
+    ]
+    return {"metrics": metrics, "predictions": predictions, "y_true": y_true, "y_pred": y_pred}
+
+
+def main() -> None:
+    backbone = sys.argv[1]
+    params = load_section("evaluate")
+    model_dir = Path("models") / backbone
+    model = load(model_dir / "model.keras")
+    rows = [r for r in read_csv(SPLIT_DIR / "split.csv") if r["split"] == "test"]
+    result = evaluate(model, rows, SPLIT_DIR, int(params.get("batch_size", 32)))
+    metrics = {"backbone": backbone, "split": "test", **result["metrics"]}
+    report_dir = Path("reports") / backbone
+    write_json(Path("metrics") / f"{backbone}.json", metrics)
+    write_csv(Path("plots") / backbone / "confusion.csv",
+              [{"actual": p["actual"], "predicted": p["predicted"]} for p in result["predictions"]])
+    write_csv(report_dir / "predictions.csv", result["predictions"])
+    text = report_text(result["y_true"], result["y_pred"])
+    (report_dir / "classification_report.txt").write_text(text)
+    _log_to_mlflow(backbone, model_dir, metrics, report_dir, result)
+    print(f"evaluate@{backbone}: test accuracy {metrics['accuracy']:.4f} "
+          f"(95% CI {metrics['accuracy_ci95'][0]:.3f}-{metrics['accuracy_ci95'][1]:.3f}), "
+          f"macro-F1 {metrics['macro_f1']:.4f}, {metrics['images_per_second']} img/s\n{text}")
+
+
+def _log_to_mlflow(backbone: str, model_dir: Path, metrics: dict, report_dir: Path, result: dict) -> None:
+    """Add test metrics and artifacts to the backbone's training run (a new run if it is not in this store)."""
+    configure()
+    run_id = _existing_run(model_dir / "mlflow.json")
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else backbone,
+                          tags=None if run_id else run_tags(backbone, "evaluate")):
+        mlflow.log_metrics({"test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"],
+                            "test_accuracy_ci95_low": metrics["accuracy_ci95"][0],
+                            "test_accuracy_ci95_high": metrics["accuracy_ci95"][1],
+                            "test_images_per_second": metrics["images_per_second"],
+                            **{f"test_recall_{c}": v["recall"] for c, v in metrics["per_class"].items()}})
+        mlflow.log_artifact(str(report_dir / "classification_report.txt"), "evaluation")
+        mlflow.log_artifact(str(report_dir / "predictions.csv"), "evaluation")
+        mlflow.log_dict(metrics, "evaluation/test_metrics.json")
+        display = ConfusionMatrixDisplay.from_predictions(
+            result["y_true"], result["y_pred"], labels=list(range(len(CLASSES))), display_labels=list(CLASSES),
+            xticks_rotation=30)
+        mlflow.log_figure(display.figure_, "evaluation/confusion_matrix.png")
+
+
+def _existing_run(record: Path) -> str | None:
+    """The training run's id, if that run exists in the current tracking store."""
+    if not record.is_file():
+        return None
+    run_id = json.loads(record.read_text())["run_id"]
+    try:
+        mlflow.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return run_id
+
+
+if __name__ == "__main__":
+    run(main, "evaluate")

@@ -1,0 +1,79 @@
+"""Stage features@<backbone>: build the untrained classifier and cache its frozen pooled features.
+
+The backbone (keras.applications, include_top=False, weights per params) is frozen, so its pooled
+output for an image never changes: computing it once here lets train fit the head in seconds.
+Writes data/features/<backbone>/{base.keras, features.npz, meta.json}.
+"""
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from facemask import CLASSES
+from facemask.backbones import resolve_weights
+from facemask.files import read_csv, write_json
+from facemask.images import load_batch
+from facemask.model import build_classifier, feature_extractor
+from facemask.params import backbone_section, load_section
+from facemask.stage import run
+
+AUGMENTED_DIR = Path("data/augmented")
+SPLIT_DIR = Path("data/split")
+OUT_ROOT = Path("data/features")
+CHUNK = 256  # images decoded at a time, to bound memory
+
+
+def extract(extractor: keras.Model, paths: list, image_size: int, batch_size: int) -> np.ndarray:
+    """Pooled features of every image in `paths`, through the model's own resize and scaling."""
+    chunks = [
+        extractor.predict(load_batch(paths[i:i + CHUNK], image_size), batch_size=batch_size, verbose=0)
+        for i in range(0, len(paths), CHUNK)
+    ]
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def training_images() -> tuple[list[Path], np.ndarray]:
+    rows = read_csv(AUGMENTED_DIR / "augment.csv")
+    return [AUGMENTED_DIR / r["file"] for r in rows], np.array([CLASSES.index(r["label"]) for r in rows])
+
+
+def split_images(split: str) -> tuple[list[Path], np.ndarray]:
+    rows = [r for r in read_csv(SPLIT_DIR / "split.csv") if r["split"] == split]
+    return ([SPLIT_DIR / split / r["label"] / Path(r["file"]).name for r in rows],
+            np.array([CLASSES.index(r["label"]) for r in rows]))
+
+
+def main() -> None:
+    backbone = sys.argv[1]
+    params = load_section("features")
+    spec = backbone_section(params, backbone, "features")
+    image_size, weights = int(spec["image_size"]), str(spec.get("weights", "imagenet"))
+    weights_file = resolve_weights(backbone, weights, params.get("weights_dir"))
+    keras.utils.set_random_seed(int(params.get("seed", 1337)))
+    model = build_classifier(backbone, image_size, weights_file)
+    extractor = feature_extractor(model)
+    out_dir = OUT_ROOT / backbone
+    out_dir.mkdir(parents=True, exist_ok=True)
+    batch_size = int(params.get("batch_size", 32))
+    started = time.perf_counter()
+    train_paths, train_y = training_images()
+    val_paths, val_y = split_images("val")
+    train_x = extract(extractor, train_paths, image_size, batch_size)
+    val_x = extract(extractor, val_paths, image_size, batch_size)
+    seconds = time.perf_counter() - started
+    np.savez(out_dir / "features.npz", train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y)
+    model.save(out_dir / "base.keras")
+    write_json(out_dir / "meta.json", {
+        "backbone": backbone, "image_size": image_size, "weights": weights,
+        "weights_file": Path(weights_file).name if weights_file else None,
+        "images": len(train_paths) + len(val_paths), "seconds": round(seconds, 1),
+        "images_per_second": round((len(train_paths) + len(val_paths)) / seconds, 1),
+    })
+    print(f"features@{backbone}: {len(train_paths)} train + {len(val_paths)} val images at {image_size}px "
+          f"({weights_file or 'no pretrained weights'}) in {seconds:.0f}s")
+
+
+if __name__ == "__main__":
+    run(main, "features")

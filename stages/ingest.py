@@ -1,0 +1,179 @@
+"""Stage ingest: copy a class-folder dataset into data/raw, validating every file.
+
+The source (params ingest.source) is a folder, a .zip/.tar(.gz) archive, or an http(s) URL to one.
+It is only read, never modified. Writes data/raw/images/<class>/*, data/raw/manifest.csv and
+data/raw/ingest_report.csv (every skipped file with the reason).
+"""
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from collections import defaultdict
+from pathlib import Path, PurePosixPath
+
+from facemask import CLASSES, UserError
+from facemask.files import md5sum, read_csv, write_csv
+from facemask.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, load_rgb
+from facemask.params import load_section
+from facemask.stage import run
+
+OUT_DIR = Path("data/raw")
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+OWN_COLUMNS = ("file", "label", "md5", "width", "height")
+
+
+class IngestError(UserError):
+    """The dataset cannot be ingested as given; the message says what to change."""
+
+
+def ingest(class_root: Path, out_dir: Path, min_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS,
+           metadata: dict | None = None) -> tuple[list[dict], list[dict]]:
+    """Validate and copy class_root/<class>/* into out_dir/images; return (manifest rows, skipped rows)."""
+    _check_class_folders(class_root)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise IngestError(f"{out_dir}: already holds files; ingest writes only into an empty folder")
+    metadata = metadata or {}
+    kept, skipped, first_by_md5 = [], [], {}
+    for label in CLASSES:
+        for path in sorted((class_root / label).iterdir()):
+            row, reason = _inspect(path, label, min_size, max_pixels)
+            if reason is None and row["md5"] in first_by_md5:
+                earlier = first_by_md5[row["md5"]]
+                if earlier["label"] != label:
+                    raise IngestError(
+                        f"{path}: the same picture is also {earlier['source_file']} (class {earlier['label']}); "
+                        "one picture cannot have two labels - remove it from one class folder"
+                    )
+                reason = f"duplicate of {earlier['source_file']}"
+            if reason is not None:
+                skipped.append({"file": str(path), "label": label, "reason": reason})
+                continue
+            first_by_md5[row["md5"]] = {**row, "source_file": str(path)}
+            kept.append(row)
+    _copy(class_root, out_dir, kept)
+    for row in kept:
+        extra = metadata.get((row["label"], Path(row["file"]).name), {})
+        row.update({k: v for k, v in extra.items() if k not in OWN_COLUMNS})
+    return kept, skipped
+
+
+def _check_class_folders(class_root: Path) -> None:
+    folders = {p.name for p in class_root.iterdir() if p.is_dir()}
+    unknown = sorted(folders - set(CLASSES))
+    if unknown:
+        raise IngestError(f"{class_root}: unknown class folder(s) {unknown}; the classes are {list(CLASSES)}")
+    for label in CLASSES:
+        folder = class_root / label
+        if not folder.is_dir() or not any(folder.iterdir()):
+            raise IngestError(f"{folder}: missing or empty; every class needs images")
+
+
+def _inspect(path: Path, label: str, min_size: int, max_pixels: int) -> tuple[dict, str | None]:
+    """Return (manifest row, None) for a usable image, or (partial row, reason to skip it)."""
+    if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+        return {}, f"not an image file name (extensions: {', '.join(sorted(IMAGE_SUFFIXES))})"
+    try:
+        pixels = load_rgb(path, max_pixels=max_pixels)
+    except ImageError as err:
+        return {}, str(err).removeprefix(f"{path}: ")
+    height, width = pixels.shape[:2]
+    if min(width, height) < min_size:
+        return {}, f"{width}x{height} is smaller than ingest.min_size={min_size}"
+    file = f"images/{label}/{path.name}"
+    return {"file": file, "label": label, "md5": md5sum(path), "width": width, "height": height}, None
+
+
+def _copy(class_root: Path, out_dir: Path, rows: list[dict]) -> None:
+    for row in rows:
+        target = out_dir / row["file"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(class_root / row["label"] / target.name, target)
+
+
+def find_class_root(folder: Path) -> Path:
+    """The folder holding the class folders: the folder itself, or one or two levels below it."""
+    candidates = [folder, *sorted(folder.glob("*/")), *sorted(folder.glob("*/*/"))]
+    for candidate in candidates:
+        if candidate.is_dir() and any((candidate / label).is_dir() for label in CLASSES):
+            return candidate
+    raise IngestError(f"{folder}: no class folders found; expected {list(CLASSES)} in it or one level below")
+
+
+def load_metadata(folder: Path, class_root: Path) -> dict:
+    """metadata.csv beside or above the class folders, keyed by (label, file name)."""
+    for candidate in (class_root / "metadata.csv", folder / "metadata.csv"):
+        if candidate.is_file():
+            return {(row.get("label", ""), PurePosixPath(row.get("file", "")).name): row for row in read_csv(candidate)}
+    return {}
+
+
+def materialise(source: str, workdir: Path) -> Path:
+    """Return a local folder for `source`: the folder itself, an extracted archive, or a downloaded one."""
+    if source.startswith(("http://", "https://")):
+        archive = workdir / PurePosixPath(source.split("?")[0]).name
+        try:
+            urllib.request.urlretrieve(source, archive)
+        except OSError as err:
+            raise IngestError(
+                f"ingest.source={source} cannot be downloaded ({err}); when offline, download it elsewhere "
+                "and set ingest.source in params.yaml to the local folder or archive"
+            ) from None
+        return extract(archive, workdir / "extracted")
+    path = Path(source)
+    if not path.exists():
+        raise IngestError(
+            f"ingest.source={source} does not exist. Put the dataset there (class folders {list(CLASSES)}), "
+            "e.g. `ln -s /path/to/facemask-age data/external/facemask-age`, or set ingest.source in params.yaml "
+            "(a folder, a .zip/.tar.gz archive or an http(s) URL)"
+        )
+    if path.is_file():
+        return extract(path, workdir / "extracted")
+    return path
+
+
+def extract(archive: Path, target: Path) -> Path:
+    """Extract a zip or tar archive, refusing members with absolute paths or '..' (zip-slip)."""
+    name = archive.name.lower()
+    target.mkdir(parents=True)
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zipped:
+            for member in zipped.namelist():
+                _refuse_unsafe(archive, member)
+            zipped.extractall(target)
+    elif name.endswith((".tar", ".tar.gz", ".tgz")):
+        with tarfile.open(archive) as tarred:
+            for member in tarred.getnames():
+                _refuse_unsafe(archive, member)
+            tarred.extractall(target, filter="data")
+    else:
+        raise IngestError(f"{archive}: not a folder or a supported archive ({', '.join(ARCHIVE_SUFFIXES)})")
+    return target
+
+
+def _refuse_unsafe(archive: Path, member: str) -> None:
+    parts = PurePosixPath(member.replace("\\", "/")).parts
+    if member.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+        raise IngestError(f"{archive}: member '{member}' would be written outside the target folder; refused")
+
+
+def main() -> None:
+    params = load_section("ingest")
+    with tempfile.TemporaryDirectory() as workdir:
+        folder = materialise(str(params["source"]), Path(workdir))
+        class_root = find_class_root(folder)
+        rows, skipped = ingest(
+            class_root, OUT_DIR, int(params.get("min_size", 32)), int(params.get("max_pixels", DEFAULT_MAX_PIXELS)),
+            load_metadata(folder, class_root),
+        )
+    columns = list(OWN_COLUMNS) + sorted({k for row in rows for k in row} - set(OWN_COLUMNS))
+    write_csv(OUT_DIR / "manifest.csv", rows, columns)
+    write_csv(OUT_DIR / "ingest_report.csv", skipped, ["file", "label", "reason"])
+    counts = defaultdict(int)
+    for row in rows:
+        counts[row["label"]] += 1
+    print(f"ingest: kept {len(rows)} images {dict(counts)}, skipped {len(skipped)} (see {OUT_DIR}/ingest_report.csv)")
+
+
+if __name__ == "__main__":
+    run(main, "ingest")
