@@ -21,7 +21,7 @@ def classification_metrics(y_true, y_pred, classes=CLASSES) -> dict:
         "accuracy_ci95": [float(interval.low), float(interval.high)],
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "per_class": {
-            name: {key: float(report[name][key]) for key in ("precision", "recall", "f1-score", "support")}
+            name: {key: float(report[name][key]) for key in ("precision", "recall", "f1-score")}
             for name in classes
         },
     }

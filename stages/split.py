@@ -103,6 +103,10 @@ def split(raw_dir: Path, out_dir: Path, ratio=(0.8, 0.1, 0.1), seed: int = 1337)
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst) if src.exists() else shutil.copyfile(raw_dir / row["file"], dst)
     counts = {s: {c: sum(r["split"] == s and r["label"] == c for r in rows) for c in CLASSES} for s in SPLITS}
+    empty = [s for s in SPLITS if not sum(counts[s].values())]
+    if empty:
+        raise UserError(f"split {empty} would be empty ({len(rows)} images, ratio {list(ratio)}); "
+                        "add images or change split.ratio")
     report = {
         "seed": seed,
         "ratio": list(ratio),

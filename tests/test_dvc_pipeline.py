@@ -1,0 +1,95 @@
+"""The DVC DAG: dvc.yaml is valid and consistent, and a tiny end-to-end `dvc repro` works and re-runs nothing."""
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from facemask.datasets import generate
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
+
+
+def dvc(*args, cwd):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_dvc_yaml_is_valid():
+    result = dvc("stage", "list", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "select" in result.stdout and "train@MobileNetV2" in result.stdout
+
+
+def test_backbone_lists_agree():
+    """select's candidates and deps, train.backbones and features.backbones name the same backbones."""
+    backbones = list(PARAMS["train"]["backbones"])
+    assert list(PARAMS["features"]["backbones"]) == backbones
+    select = DVC_YAML["stages"]["select"]
+    assert select["cmd"].split()[3:] == backbones
+    for name in backbones:
+        assert {f"metrics/{name}_val.json", f"metrics/{name}.json", f"models/{name}"} <= set(select["deps"])
+
+
+TINY = {
+    "ingest": {"source": "dataset", "min_size": 16},
+    "augment": {"copies": 1},
+    "features": {"weights_dir": "", "backbones": {"MobileNetV2": {"image_size": 32, "weights": "none"},
+                                                  "Xception": {"image_size": 71, "weights": "none"},
+                                                  "DenseNet169": {"image_size": 32, "weights": "none"}}},
+    "train": {"epochs": 1, "fine_tune_epochs": 0},
+    "select": {"threshold": 0.0},
+}
+
+
+def _tiny_params() -> dict:
+    params = json.loads(json.dumps(PARAMS))
+    params["ingest"].update(TINY["ingest"])
+    params["augment"].update(TINY["augment"])
+    params["features"].update({k: v for k, v in TINY["features"].items()})
+    for spec in params["train"]["backbones"].values():
+        spec.update(TINY["train"])
+    params["select"].update(TINY["select"])
+    return params
+
+
+@pytest.mark.slow
+def test_end_to_end_repro_then_noop(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("dvc.yaml", "stages", "facemask"):
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, project / name)
+    (project / "params.yaml").write_text(yaml.safe_dump(_tiny_params(), sort_keys=False))
+    generate(project / "dataset", per_class=20, size=40)
+    assert dvc("init", "--no-scm", cwd=project).returncode == 0
+
+    first = dvc("repro", cwd=project)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    second = dvc("repro", cwd=project)
+    assert second.returncode == 0 and "Running stage" not in second.stdout, second.stdout
+
+    shown = json.loads(dvc("metrics", "show", "--json", cwd=project).stdout)
+    files = next(iter(shown.values()))["data"]
+    best = files["metrics/best.json"]["data"]
+    assert best["winner"] in PARAMS["train"]["backbones"] and best["registered"]["alias"] == "champion"
+    for name in PARAMS["train"]["backbones"]:
+        test_metrics = files[f"metrics/{name}.json"]["data"]
+        assert 0 <= test_metrics["accuracy"] <= 1 and test_metrics["split"] == "test"
+        assert (project / "models" / name / "model.keras").is_file()
+    assert (project / "models" / "best" / "model.keras").is_file()
+
+    with sqlite3.connect(project / "mlflow.db") as db:
+        runs = db.execute("select name from runs").fetchall()
+        aliases = db.execute("select alias from registered_model_aliases").fetchall()
+        params = db.execute("select count(*) from params").fetchone()[0]
+    assert sorted(r[0] for r in runs) == sorted(PARAMS["train"]["backbones"]) and ("champion",) in aliases
+    assert params > 0

@@ -1,0 +1,33 @@
+"""Metrics agree with scikit-learn on a known confusion, and the CI brackets the accuracy."""
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+from facemask.evaluation import accuracy_by, classification_metrics, report_text
+
+# A known confusion: rows are true classes 0..3, columns predictions.
+CONFUSION = np.array([[8, 2, 0, 0], [1, 9, 0, 0], [0, 0, 7, 3], [0, 1, 0, 9]])
+Y_TRUE = np.concatenate([[t] * n for t, row in enumerate(CONFUSION) for p, n in enumerate(row)])
+Y_PRED = np.concatenate([[p] * n for t, row in enumerate(CONFUSION) for p, n in enumerate(row)])
+
+
+def test_metrics_match_scikit_learn_and_the_confusion():
+    metrics = classification_metrics(Y_TRUE, Y_PRED)
+    assert metrics["accuracy"] == pytest.approx(33 / 40) == pytest.approx(accuracy_score(Y_TRUE, Y_PRED))
+    assert metrics["macro_f1"] == pytest.approx(f1_score(Y_TRUE, Y_PRED, average="macro"))
+    recalls = [metrics["per_class"][c]["recall"] for c in metrics["per_class"]]
+    assert recalls == pytest.approx(recall_score(Y_TRUE, Y_PRED, average=None))
+    assert recalls == pytest.approx([0.8, 0.9, 0.7, 0.9])
+    low, high = metrics["accuracy_ci95"]
+    assert low < 33 / 40 < high and 0.6 < low and high < 0.95
+
+
+def test_report_text_has_the_seed_report_and_the_matrix():
+    text = report_text(Y_TRUE, Y_PRED)
+    assert "macro avg" in text and "without_mask_young" in text
+    assert "    7     3" in text  # the without_mask_old row of the confusion matrix
+
+
+def test_accuracy_by_source():
+    result = accuracy_by(["a", "a", "b", "b"], [0, 1, 2, 3], [0, 0, 2, 3])
+    assert result == {"a": {"accuracy": 0.5, "n": 2}, "b": {"accuracy": 1.0, "n": 2}}

@@ -1,0 +1,65 @@
+"""The saved model takes raw RGB of any size, loads in safe mode, and weights resolve or fail clearly."""
+import numpy as np
+import pytest
+
+from facemask.backbones import BACKBONES, WeightsUnavailable, resolve_weights
+from facemask.model import build_classifier, feature_extractor, head, load
+from tests.conftest import REAL_WEIGHTS
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return build_classifier("MobileNetV2", 32, None)
+
+
+def test_raw_images_of_any_size_give_probabilities(tiny_model):
+    for shape in [(1, 50, 40, 3), (1, 32, 32, 3), (1, 100, 30, 3)]:
+        probabilities = tiny_model.predict(np.full(shape, 127, dtype=np.float32), verbose=0)
+        assert probabilities.shape == (1, 4) and probabilities.sum() == pytest.approx(1, abs=1e-5)
+
+
+def test_head_on_features_equals_the_full_model(tiny_model):
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    features = feature_extractor(tiny_model).predict(images, verbose=0)
+    np.testing.assert_allclose(head(tiny_model).predict(features, verbose=0),
+                               tiny_model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_save_and_safe_mode_load_round_trip(tiny_model, tmp_path):
+    tiny_model.save(tmp_path / "model.keras")
+    images = np.random.default_rng(1).uniform(0, 255, (2, 45, 45, 3)).astype(np.float32)
+    np.testing.assert_allclose(load(tmp_path / "model.keras").predict(images, verbose=0),
+                               tiny_model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_every_backbone_builds_without_weights():
+    for name, backbone in BACKBONES.items():
+        model = build_classifier(name, max(backbone.min_size, 32), None)
+        assert model.output_shape == (None, 4)
+
+
+def test_too_small_image_size_is_refused():
+    with pytest.raises(ValueError, match="minimum of 71"):
+        build_classifier("Xception", 64, None)
+
+
+def test_weights_none_and_missing_file():
+    assert resolve_weights("MobileNetV2", "none", None) is None
+    with pytest.raises(WeightsUnavailable, match="does not exist"):
+        resolve_weights("MobileNetV2", "/nowhere/weights.h5", None)
+
+
+def test_imagenet_unavailable_offline_says_which_file_to_put_where(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr("keras.utils.get_file", offline)
+    with pytest.raises(WeightsUnavailable, match="densenet169_weights_tf_dim_ordering_tf_kernels_notop.h5.*weights: none"):
+        resolve_weights("DenseNet169", "imagenet", tmp_path)
+
+
+def test_imagenet_is_found_in_the_local_weights_dir():
+    if not REAL_WEIGHTS.is_dir():
+        pytest.skip(f"no local weights at {REAL_WEIGHTS}")
+    assert resolve_weights("Xception", "imagenet", REAL_WEIGHTS).endswith("xception_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    assert "mobilenet_v2" in resolve_weights("MobileNetV2", "imagenet", REAL_WEIGHTS)

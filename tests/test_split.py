@@ -1,0 +1,65 @@
+"""Stage split: split-folders' 80/10/10, then no picture or group in two splits."""
+import pytest
+
+from facemask import UserError
+from facemask.datasets import generate
+from facemask.files import write_csv
+from stages.ingest import ingest
+from stages.split import SPLITS, clusters, fix_leakage, leaking_clusters, split
+
+
+def test_groups_and_identical_pictures_form_one_cluster():
+    rows = [{"file": "a", "md5": "1", "group": "g"}, {"file": "b", "md5": "2", "group": "g"},
+            {"file": "c", "md5": "2", "group": ""}, {"file": "d", "md5": "3", "group": ""}]
+    ids = clusters(rows)
+    assert ids["a"] == ids["b"] == ids["c"] != ids["d"]
+
+
+def test_fix_leakage_moves_a_cluster_to_its_majority_split():
+    rows = [{"file": f, "md5": f, "group": "g"} for f in "abc"] + [{"file": "z", "md5": "z", "group": ""}]
+    assignment = {"a": "train", "b": "train", "c": "test", "z": "val"}
+    assert leaking_clusters(rows, assignment)
+    fixed, moved = fix_leakage(rows, assignment)
+    assert fixed == {"a": "train", "b": "train", "c": "train", "z": "val"} and moved == 1
+    assert not leaking_clusters(rows, fixed)
+
+
+def _raw(tiny_dataset, tmp_path, groups):
+    raw = tmp_path / "raw"
+    rows, _ = ingest(tiny_dataset, raw)
+    for row in rows:
+        row["group"] = groups(row)
+    write_csv(raw / "manifest.csv", rows, list(rows[0]))
+    return raw
+
+
+def test_split_has_no_leakage_and_keeps_every_file_once(tmp_path):
+    # Pairs of images share a group: split-folders alone would put some pairs in two splits.
+    dataset = tmp_path / "dataset12"
+    generate(dataset, per_class=12, size=40)
+    raw = _raw(dataset, tmp_path, lambda row: f"{row['label']}-{int(row['file'][-6:-4]) // 2}")
+    rows, report = split(raw, tmp_path / "split", ratio=(0.5, 0.25, 0.25), seed=1337)
+    assert not leaking_clusters(rows, {r["file"]: r["split"] for r in rows})
+    assert report["clusters_spanning_splits_after"] == 0
+    on_disk = sorted(p.name for p in (tmp_path / "split").rglob("*.*"))
+    assert on_disk == sorted(r["file"].rsplit("/", 1)[-1] for r in rows)
+    assert {r["split"] for r in rows} == set(SPLITS)
+
+
+def test_same_seed_same_split(tiny_dataset, tmp_path):
+    raw = _raw(tiny_dataset, tmp_path, lambda row: "")
+    first, _ = split(raw, tmp_path / "a", ratio=(0.5, 0.25, 0.25), seed=7)
+    second, _ = split(raw, tmp_path / "b", ratio=(0.5, 0.25, 0.25), seed=7)
+    assert [r["split"] for r in first] == [r["split"] for r in second]
+
+
+def test_ratio_must_add_up(tiny_dataset, tmp_path):
+    raw = _raw(tiny_dataset, tmp_path, lambda row: "")
+    with pytest.raises(UserError, match="add up to 1"):
+        split(raw, tmp_path / "split", ratio=(0.8, 0.3, 0.1))
+
+
+def test_an_empty_split_is_refused(tiny_dataset, tmp_path):
+    raw = _raw(tiny_dataset, tmp_path, lambda row: "")
+    with pytest.raises(UserError, match="would be empty"):
+        split(raw, tmp_path / "split", ratio=(0.8, 0.1, 0.1))
