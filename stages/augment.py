@@ -3,6 +3,7 @@
 Every training image is copied as it is, plus `copies` augmented versions (flips, small rotation,
 zoom, shift, brightness, contrast; each a param, 0/false turns it off). With `balance: true`, smaller
 classes get more copies per image, so that every class ends with about as many images as the largest.
+The training set is the training split plus the synthetic training faces (stage synthesize).
 Validation and test images are never read here. Writes data/augmented/train/<class>/* and
 data/augmented/augment.csv (file, label, origin, copy).
 """
@@ -20,6 +21,7 @@ from facemask.params import load_section
 from facemask.stage import run
 
 SPLIT_DIR = Path("data/split")
+SYNTHETIC_DIR = Path("data/synthetic")
 OUT_DIR = Path("data/augmented")
 
 
@@ -52,8 +54,11 @@ def transform_pipeline(params: dict, seed: int) -> keras.Sequential:
     return keras.Sequential(layers)
 
 
-def augment(train_rows: list[dict], split_dir: Path, out_dir: Path, params: dict) -> list[dict]:
-    """Copy each training image and write its augmented versions; return the rows of augment.csv."""
+def augment(train_rows: list[dict], out_dir: Path, params: dict) -> list[dict]:
+    """Copy each training image (rows: file, label, path) and write its augmented versions.
+
+    Returns the rows of augment.csv.
+    """
     seed = int(params.get("seed", 1337))
     keras.utils.set_random_seed(seed)
     pipeline = transform_pipeline(params, seed)
@@ -65,7 +70,7 @@ def augment(train_rows: list[dict], split_dir: Path, out_dir: Path, params: dict
     rows = []
     for label, class_rows in by_class.items():
         for row, n_copies in zip(class_rows, plan[label]):
-            source = split_dir / "train" / label / Path(row["file"]).name
+            source = Path(row["path"])
             target = out_dir / "train" / label / source.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
@@ -90,8 +95,11 @@ def _save(pixels: np.ndarray, path: Path) -> None:
 
 def main() -> None:
     params = load_section("augment")
-    train_rows = [row for row in read_csv(SPLIT_DIR / "split.csv") if row["split"] == "train"]
-    rows = augment(train_rows, SPLIT_DIR, OUT_DIR, params)
+    train_rows = [{**row, "path": SPLIT_DIR / "train" / row["label"] / Path(row["file"]).name}
+                  for row in read_csv(SPLIT_DIR / "split.csv") if row["split"] == "train"]
+    train_rows += [{**row, "file": f"synthetic/{row['file']}", "path": SYNTHETIC_DIR / row["file"]}
+                   for row in read_csv(SYNTHETIC_DIR / "synthetic.csv")]
+    rows = augment(train_rows, OUT_DIR, params)
     write_csv(OUT_DIR / "augment.csv", rows, ["file", "label", "origin", "copy"])
     print(f"augment: {len(train_rows)} training images -> {len(rows)} ({dict(Counter(r['label'] for r in rows))})")
 

@@ -27,13 +27,15 @@ def _split(tiny_dataset, tmp_path):
     rows, _ = ingest(tiny_dataset, raw)
     write_csv(raw / "manifest.csv", rows, list(rows[0]))
     rows, _ = split(raw, tmp_path / "split", ratio=(0.5, 0.25, 0.25))
-    return [r for r in rows if r["split"] == "train"], tmp_path / "split"
+    split_dir = tmp_path / "split"
+    return [{**r, "path": split_dir / "train" / r["label"] / r["file"].rsplit("/", 1)[-1]}
+            for r in rows if r["split"] == "train"], split_dir
 
 
 def test_augment_writes_train_only_and_leaves_val_test_untouched(tiny_dataset, tmp_path):
     train_rows, split_dir = _split(tiny_dataset, tmp_path)
     before = tree_digest(split_dir)
-    rows = augment(train_rows, split_dir, tmp_path / "aug", PARAMS)
+    rows = augment(train_rows, tmp_path / "aug", PARAMS)
     assert tree_digest(split_dir) == before
     assert {r["file"].split("/")[0] for r in rows} == {"train"}
     assert {r["origin"] for r in rows} == {r["file"] for r in train_rows}
@@ -45,6 +47,6 @@ def test_augment_writes_train_only_and_leaves_val_test_untouched(tiny_dataset, t
 
 def test_same_seed_gives_identical_files(tiny_dataset, tmp_path):
     train_rows, split_dir = _split(tiny_dataset, tmp_path)
-    augment(train_rows, split_dir, tmp_path / "a", PARAMS)
-    augment(train_rows, split_dir, tmp_path / "b", PARAMS)
+    augment(train_rows, tmp_path / "a", PARAMS)
+    augment(train_rows, tmp_path / "b", PARAMS)
     assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")

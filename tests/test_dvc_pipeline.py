@@ -47,6 +47,7 @@ TINY = {
                                                   "DenseNet169": {"image_size": 32, "weights": "none"}}},
     "train": {"epochs": 1, "fine_tune_epochs": 0},
     "select": {"threshold": 0.0},
+    "synthesize": {"pool": "pool", "old_from_pool": 4},
 }
 
 
@@ -58,6 +59,7 @@ def _tiny_params() -> dict:
     for spec in params["train"]["backbones"].values():
         spec.update(TINY["train"])
     params["select"].update(TINY["select"])
+    params["synthesize"].update(TINY["synthesize"])
     return params
 
 
@@ -70,6 +72,7 @@ def test_end_to_end_repro_then_noop(tmp_path):
         (shutil.copytree if source.is_dir() else shutil.copy)(source, project / name)
     (project / "params.yaml").write_text(yaml.safe_dump(_tiny_params(), sort_keys=False))
     generate(project / "dataset", per_class=20, size=40)
+    generate(project / "pool", per_class=2, size=40)
     assert dvc("init", "--no-scm", cwd=project).returncode == 0
 
     first = dvc("repro", cwd=project)
@@ -86,6 +89,8 @@ def test_end_to_end_repro_then_noop(tmp_path):
         assert 0 <= test_metrics["accuracy"] <= 1 and test_metrics["split"] == "test"
         assert (project / "models" / name / "model.keras").is_file()
     assert (project / "models" / "best" / "model.keras").is_file()
+    synthetic = (project / "data" / "augmented" / "augment.csv").read_text()
+    assert synthetic.count("__synthmask") >= 4  # the pool's faces joined the training set
 
     with sqlite3.connect(project / "mlflow.db") as db:
         runs = db.execute("select name from runs").fetchall()
