@@ -1,0 +1,144 @@
+"""Benchmark of using the champion: speed per export format, whole-photo latency, face-detection recall.
+
+    python benchmarks/bench_use.py [--model models/MobileNetV2/model.keras] [--dataset ../shared/datasets/facemask-age]
+
+1. Classification speed per format (Keras, TFLite float/int8, ONNX; 2 threads): batch-1 latency and
+   faces/s at batch 32, on the model exported afresh into a temporary folder.
+2. Whole-photo latency (decode + detect + crop + classify) per backbone model in models/*/model.keras.
+3. Detection recall: share of the dataset's photos where MTCNN finds at least one face, on a sample of
+   masked photos (with_mask_*) and of unmasked ones, as predict detects (padded photo, then unpadded)
+   and unpadded only.
+Prints a markdown report; writes benchmarks/results/bench_use.json.
+"""
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from facemask import CLASSES  # noqa: E402
+from facemask.detect import FaceDetector  # noqa: E402
+from facemask.export import FORMATS, export, runner, timing  # noqa: E402
+from facemask.images import list_class_images, load_batch, load_rgb  # noqa: E402
+from facemask.model import load  # noqa: E402
+from facemask.predict import Predictor  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def format_speed(model_path: Path, calibration: list[Path], seconds: float) -> dict:
+    model = load(model_path)
+    size = model.get_layer("resize").height
+    results = {"keras": timing(runner(model_path), size, seconds=seconds)}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = export(model, tmp, load_batch(calibration, size), FORMATS)
+        for name, path in files.items():
+            results[name] = {**timing(runner(path), size, seconds=seconds), "bytes": path.stat().st_size}
+    return {"model": str(model_path), "image_size": size, "formats": results}
+
+
+def whole_photo_latency(model_paths: list[Path], photos: list[Path]) -> dict:
+    detector = FaceDetector()
+    rgbs = [load_rgb(p) for p in photos]
+    detect_ms = []
+    for rgb in [rgbs[0]] + rgbs:  # the first call builds MTCNN
+        started = time.perf_counter()
+        detector.detect(rgb)
+        detect_ms.append(1000 * (time.perf_counter() - started))
+    results = {"detection_only": {"ms_p50": round(float(np.median(detect_ms[1:])), 1)}}
+    for path in model_paths:
+        predictor = Predictor(load(path), detector, whole_image=True)
+        predictor.predict_image(rgbs[0], "warm-up")
+        times, statuses = [], []
+        for photo in photos:  # decoding counts: a photo arrives as a file
+            started = time.perf_counter()
+            statuses += [r["status"] for r in predictor.predict_image(load_rgb(photo), str(photo))]
+            times.append(1000 * (time.perf_counter() - started))
+        classify_ms = []
+        for rgb in rgbs:
+            started = time.perf_counter()
+            predictor.classify([rgb])
+            classify_ms.append(1000 * (time.perf_counter() - started))
+        results[path.parent.name] = {"photos": len(photos), "faces": statuses.count("face"),
+                                     "whole_image_fallbacks": statuses.count("whole_image"),
+                                     "classify_ms_p50": round(float(np.median(classify_ms)), 1),
+                                     "ms_p50": round(float(np.median(times)), 1),
+                                     "ms_p90": round(float(np.percentile(times, 90)), 1)}
+    return results
+
+
+def detection_recall(groups: dict[str, list[Path]]) -> dict:
+    results = {}
+    for setting, detector in (("as predict does (padded, then unpadded)", FaceDetector()),
+                              ("unpadded only", FaceDetector(pad=0.0))):
+        for group, photos in groups.items():
+            found = sum(bool(detector.detect(load_rgb(p))) for p in photos)
+            results[f"{group}, {setting}"] = {"photos": len(photos), "with_a_face": found,
+                                              "recall": round(found / len(photos), 3)}
+    return results
+
+
+def markdown(report: dict) -> str:
+    speed = report["format_speed"]
+    lines = [f"## Classification speed ({speed['model']}, {speed['image_size']} px, "
+             f"{report['machine']['cpus']} CPUs)", "",
+             "| format | size MB | batch-1 latency ms | faces/s (batch 32) |", "|---|---:|---:|---:|"]
+    for name, r in speed["formats"].items():
+        size = f"{r['bytes'] / 1e6:.1f}" if "bytes" in r else ""
+        lines.append(f"| {name} | {size} | {r['latency_ms_p50']} | {r['faces_per_second']} |")
+    lines += ["", "## Whole-photo latency: decode + detect + crop + classify, per photo", "",
+              "| model | photos | faces found | whole-image fallbacks | classify one face, p50 ms | photo p50 ms "
+              "| photo p90 ms |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in report["whole_photo"].items():
+        if name != "detection_only":
+            lines.append(f"| {name} | {r['photos']} | {r['faces']} | {r['whole_image_fallbacks']} "
+                         f"| {r['classify_ms_p50']} | {r['ms_p50']} | {r['ms_p90']} |")
+    lines.append(f"\nDetection alone (MTCNN): p50 {report['whole_photo']['detection_only']['ms_p50']} ms per photo; "
+                 f"load average before the run: {report['machine']['load_average']}.")
+    lines += ["", "## Face-detection recall (photos with at least one face found)", "",
+              "| sample | photos | found | recall |", "|---|---:|---:|---:|"]
+    for name, r in report["detection_recall"].items():
+        lines.append(f"| {name} | {r['photos']} | {r['with_a_face']} | {r['recall']:.1%} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "MobileNetV2" / "model.keras")
+    parser.add_argument("--dataset", type=Path, default=REPO.parent / "shared" / "datasets" / "facemask-age")
+    parser.add_argument("--masked", type=int, default=100, help="masked photos sampled for detection recall")
+    parser.add_argument("--unmasked", type=int, default=50)
+    parser.add_argument("--photos", type=int, default=20, help="photos timed per backbone")
+    parser.add_argument("--seconds", type=float, default=5.0, help="timing per format")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_use.json")
+    args = parser.parse_args()
+    for path in (args.model, args.dataset):
+        if not path.exists():
+            sys.exit(f"bench_use: {path} not found (run `dvc repro`; the dataset lives in ../shared)")
+    pairs = list_class_images(args.dataset / "images", CLASSES)
+    rng = random.Random(1337)
+    masked = rng.sample([p for p, label in pairs if label.startswith("with_mask")], args.masked)
+    unmasked = rng.sample([p for p, label in pairs if label.startswith("without_mask")], args.unmasked)
+    backbones = sorted(p for p in (REPO / "models").glob("*/model.keras") if p.parent.name != "best")
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_average": round(os.getloadavg()[0], 2)},
+        "format_speed": format_speed(args.model, rng.sample([p for p, _ in pairs], 100), args.seconds),
+        "whole_photo": whole_photo_latency(backbones, rng.sample(masked + unmasked, args.photos)),
+        "detection_recall": detection_recall({"masked (with_mask_*)": masked, "unmasked (without_mask_*)": unmasked}),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Serve the champion over HTTP with the standard library (ThreadingHTTPServer), one model behind a lock.
+
+GET  /health   -> 200 {"status": "ok", "model": ..., "classes": [...]}
+POST /predict  -> 200 {"faces": [records exactly as `python -m facemask predict --json` prints them]}
+  body: an image (Content-Type: image/*), JSON {"image": "<base64 or data: URL>", "filename": ...},
+  or multipart/form-data with the file in a field named `image`. `?whole_image=1` classifies the
+  whole image when no face is found. Errors are JSON {"error": ...}: 400 bad image/base64/JSON,
+  404, 405, 411 no Content-Length, 413 over --max-bytes, 415 other content types, 500 a server fault.
+"""
+import base64
+import binascii
+import io
+import json
+import threading
+from email import policy
+from email.parser import BytesParser
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from facemask import CLASSES
+from facemask.images import ImageError, load_rgb
+from facemask.predict import Predictor
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DRAIN_BYTES = 1024 * 1024  # of an over-limit body, read and dropped before answering 413
+TRUE = ("1", "true", "yes")
+
+
+class BadRequest(Exception):
+    def __init__(self, status: HTTPStatus, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class _Upload(io.BytesIO):
+    """Uploaded bytes that print as their file name, so image errors name the upload."""
+
+    def __init__(self, data: bytes, name: str):
+        super().__init__(data)
+        self.name = name
+
+    def __str__(self):
+        return self.name
+
+    def __repr__(self):
+        return repr(self.name)
+
+
+def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000,
+                max_bytes: int = DEFAULT_MAX_BYTES, model_name: str = "") -> ThreadingHTTPServer:
+    """A server bound to host:port (0 = any free port); call serve_forever() and shutdown()."""
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, and `Expect: 100-continue` (curl, large uploads) answered
+        timeout = 30  # seconds a client may stay idle before its connection is closed
+        server_version = "facemask"
+
+        def handle_expect_100(self):
+            """Refuse an over-limit upload before the client sends it (curl asks first for large bodies)."""
+            length = self.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > max_bytes:
+                self.close_connection = True
+                self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body over the limit of {max_bytes} bytes"})
+                return False
+            return super().handle_expect_100()
+
+        def do_GET(self):
+            path = urlsplit(self.path).path
+            if path == "/health":
+                self._send(HTTPStatus.OK, {"status": "ok", "model": model_name, "classes": list(CLASSES)})
+            elif path == "/predict":
+                self._send(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use POST /predict"}, {"Allow": "POST"})
+            else:
+                self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {path}"})
+
+        def do_POST(self):
+            url = urlsplit(self.path)
+            if url.path != "/predict":
+                self.close_connection = True  # its body is left unread
+                self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {url.path}"})
+                return
+            try:
+                data, name = self._read_image()
+                rgb = load_rgb(_Upload(data, name))
+                flag = parse_qs(url.query).get("whole_image")
+                whole = None if flag is None else flag[0].lower() in TRUE
+                with lock:
+                    records = predictor.predict_image(rgb, name, whole_image=whole)
+            except BadRequest as err:
+                self._send(err.status, {"error": str(err)})
+            except ImageError as err:
+                self._send(HTTPStatus.BAD_REQUEST, {"error": str(err)})
+            except Exception as err:  # a bug, not the client's fault: say so, log it, keep serving
+                self.log_error("prediction failed: %r", err)
+                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "prediction failed; see the server log"})
+            else:
+                self._send(HTTPStatus.OK, {"faces": records})
+
+        def _read_image(self) -> tuple[bytes, str]:
+            length = self.headers.get("Content-Length")
+            if length is None or not length.isdigit():
+                self.close_connection = True
+                raise BadRequest(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
+            if int(length) > max_bytes:
+                self.rfile.read(min(int(length), DRAIN_BYTES))  # lets the client read the answer
+                self.close_connection = True
+                raise BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over the limit of {max_bytes} bytes")
+            body = self.rfile.read(int(length))
+            content_type = self.headers.get("Content-Type", "")
+            kind = content_type.split(";")[0].strip().lower()
+            if not (kind.startswith("image/") or kind in ("application/json", "multipart/form-data")):
+                raise BadRequest(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"Content-Type '{kind}' is not supported; "
+                                 "send image/*, application/json or multipart/form-data")
+            if kind.startswith("image/"):
+                return body, "upload"
+            if kind == "application/json":
+                return _from_json(body)
+            return _from_multipart(content_type, body)
+
+        def _send(self, status: HTTPStatus, payload: dict, headers: dict | None = None):
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def _from_json(body: bytes) -> tuple[bytes, str]:
+    try:
+        request = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, f"body is not valid JSON ({err})") from None
+    if not isinstance(request, dict) or not isinstance(request.get("image"), str):
+        raise BadRequest(HTTPStatus.BAD_REQUEST, 'JSON body needs {"image": "<base64>"}')
+    text = request["image"]
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode(text, validate=True), str(request.get("filename") or "upload")
+    except binascii.Error as err:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, f"image is not valid base64 ({err})") from None
+
+
+def _from_multipart(content_type: str, body: bytes) -> tuple[bytes, str]:
+    message = BytesParser(policy=policy.HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+    if message.is_multipart():
+        for part in message.iter_parts():
+            if part.get_param("name", header="content-disposition") == "image":
+                return part.get_payload(decode=True) or b"", part.get_filename() or "upload"
+    raise BadRequest(HTTPStatus.BAD_REQUEST, "multipart body needs a file field named 'image'")
+
+
+def serve(predictor: Predictor, host: str, port: int, max_bytes: int, model_name: str) -> None:
+    """Serve until Ctrl-C (a first prediction builds the detector and the model's graph)."""
+    predictor.predict_image(np.zeros((64, 64, 3), np.uint8), "warm-up")
+    server = make_server(predictor, host, port, max_bytes, model_name)
+    print(f"serving {model_name} on http://{host}:{server.server_address[1]} (POST /predict, GET /health)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
