@@ -7,7 +7,10 @@ from PIL import Image, ImageOps
 
 from facemask import UserError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# The file name extensions read as images, and the formats (PIL's names) each may hold.
+SUFFIX_FORMATS = {".jpg": {"JPEG", "MPO"}, ".jpeg": {"JPEG", "MPO"}, ".png": {"PNG"}, ".bmp": {"BMP", "DIB"},
+                  ".gif": {"GIF"}, ".webp": {"WEBP"}, ".tif": {"TIFF"}, ".tiff": {"TIFF"}}
+IMAGE_SUFFIXES = frozenset(SUFFIX_FORMATS)
 DEFAULT_MAX_PIXELS = 40_000_000  # refuses decompression bombs before decoding
 
 
@@ -16,18 +19,30 @@ class ImageError(UserError):
 
 
 def load_rgb(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode `path` to an HxWx3 uint8 RGB array: EXIF rotation applied, any mode converted."""
+    """Decode `path` to an HxWx3 uint8 RGB array: EXIF rotation applied, any mode converted.
+
+    The size is checked from the header, before any pixel is decoded (decompression bombs).
+    """
     try:
         with Image.open(path) as img:
             width, height = img.size
             if width * height > max_pixels:
-                raise ImageError(f"{path}: {width}x{height} pixels is over the limit of {max_pixels}")
+                raise ImageError(f"{path}: {width}x{height} pixels is over the limit of {max_pixels}; "
+                                 "refused without decoding it")
             img = ImageOps.exif_transpose(img)
             return _to_rgb(img)
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise ImageError(f"{path}: not a readable image ({err})") from None
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{path}: refused without decoding it ({err})") from None
+    except Exception as err:  # any failure inside a decoder on an untrusted file means "unreadable"
+        raise ImageError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
+
+
+def content_format(path) -> str:
+    """The format PIL detects from a readable image file's bytes (JPEG, PNG, ...), from its header only."""
+    with Image.open(path) as img:
+        return img.format
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

@@ -2,25 +2,30 @@
 
 The source (params ingest.source) is a folder, a .zip/.tar(.gz) archive, or an http(s) URL to one.
 It is only read, never modified. Writes data/raw/images/<class>/*, data/raw/manifest.csv and
-data/raw/ingest_report.csv (every skipped file with the reason).
+data/raw/ingest_report.csv: every skipped file with the reason, and every kept file worth a note
+(an image whose extension does not match its content: its bytes decide how it is read).
 """
+import http.client
 import shutil
 import tarfile
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
 from facemask import CLASSES, UserError
 from facemask.files import md5sum, read_csv, write_csv
-from facemask.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, load_rgb
+from facemask.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, SUFFIX_FORMATS, ImageError, content_format, load_rgb
 from facemask.params import load_section
 from facemask.stage import run
 
 OUT_DIR = Path("data/raw")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 OWN_COLUMNS = ("file", "label", "md5", "width", "height")
+REPORT_COLUMNS = ("file", "label", "action", "reason")
+DOWNLOAD_TIMEOUT_S = 30
 
 
 class IngestError(UserError):
@@ -29,12 +34,16 @@ class IngestError(UserError):
 
 def ingest(class_root: Path, out_dir: Path, min_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS,
            metadata: dict | None = None) -> tuple[list[dict], list[dict]]:
-    """Validate and copy class_root/<class>/* into out_dir/images; return (manifest rows, skipped rows)."""
+    """Validate and copy class_root/<class>/* into out_dir/images; return (manifest rows, report rows).
+
+    Report rows (file, label, action, reason) list every skipped file and every kept file with a note.
+    """
     _check_class_folders(class_root)
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise IngestError(f"{out_dir}: already holds files; ingest writes only into an empty folder")
+        raise IngestError(f"{out_dir}: already holds files; ingest writes only into an empty folder "
+                          "(`dvc repro` empties it first; by hand, delete it yourself)")
     metadata = metadata or {}
-    kept, skipped, first_by_md5 = [], [], {}
+    kept, report, first_by_md5 = [], [], {}
     for label in CLASSES:
         for path in sorted((class_root / label).iterdir()):
             row, reason = _inspect(path, label, min_size, max_pixels)
@@ -47,15 +56,19 @@ def ingest(class_root: Path, out_dir: Path, min_size: int = 32, max_pixels: int 
                     )
                 reason = f"duplicate of {earlier['source_file']}"
             if reason is not None:
-                skipped.append({"file": str(path), "label": label, "reason": reason})
+                report.append({"file": str(path), "label": label, "action": "skipped", "reason": reason})
                 continue
             first_by_md5[row["md5"]] = {**row, "source_file": str(path)}
             kept.append(row)
+            detected = content_format(path)
+            if detected not in SUFFIX_FORMATS[path.suffix.lower()]:
+                report.append({"file": str(path), "label": label, "action": "kept",
+                               "reason": f"a {detected} image named {path.suffix}; read as {detected}"})
     _copy(class_root, out_dir, kept)
     for row in kept:
         extra = metadata.get((row["label"], Path(row["file"]).name), {})
         row.update({k: v for k, v in extra.items() if k not in OWN_COLUMNS})
-    return kept, skipped
+    return kept, report
 
 
 def _check_class_folders(class_root: Path) -> None:
@@ -71,7 +84,9 @@ def _check_class_folders(class_root: Path) -> None:
 
 def _inspect(path: Path, label: str, min_size: int, max_pixels: int) -> tuple[dict, str | None]:
     """Return (manifest row, None) for a usable image, or (partial row, reason to skip it)."""
-    if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+    if path.is_dir():
+        return {}, "a folder; only the files directly inside a class folder are read"
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
         return {}, f"not an image file name (extensions: {', '.join(sorted(IMAGE_SUFFIXES))})"
     try:
         pixels = load_rgb(path, max_pixels=max_pixels)
@@ -113,8 +128,9 @@ def materialise(source: str, workdir: Path) -> Path:
     if source.startswith(("http://", "https://")):
         archive = workdir / PurePosixPath(source.split("?")[0]).name
         try:
-            urllib.request.urlretrieve(source, archive)
-        except OSError as err:
+            with urllib.request.urlopen(source, timeout=DOWNLOAD_TIMEOUT_S) as response, open(archive, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except (OSError, ValueError, http.client.HTTPException) as err:
             raise IngestError(
                 f"ingest.source={source} cannot be downloaded ({err}); when offline, download it elsewhere "
                 "and set ingest.source in params.yaml to the local folder or archive"
@@ -133,21 +149,27 @@ def materialise(source: str, workdir: Path) -> Path:
 
 
 def extract(archive: Path, target: Path) -> Path:
-    """Extract a zip or tar archive, refusing members with absolute paths or '..' (zip-slip)."""
+    """Extract a zip or tar archive, refusing members with absolute paths or '..' (zip-slip) and links out."""
     name = archive.name.lower()
-    target.mkdir(parents=True)
-    if name.endswith(".zip"):
-        with zipfile.ZipFile(archive) as zipped:
-            for member in zipped.namelist():
-                _refuse_unsafe(archive, member)
-            zipped.extractall(target)
-    elif name.endswith((".tar", ".tar.gz", ".tgz")):
-        with tarfile.open(archive) as tarred:
-            for member in tarred.getnames():
-                _refuse_unsafe(archive, member)
-            tarred.extractall(target, filter="data")
-    else:
+    if not name.endswith(ARCHIVE_SUFFIXES):
         raise IngestError(f"{archive}: not a folder or a supported archive ({', '.join(ARCHIVE_SUFFIXES)})")
+    target.mkdir(parents=True)
+    try:
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as zipped:
+                for member in zipped.namelist():
+                    _refuse_unsafe(archive, member)
+                zipped.extractall(target)
+        else:
+            with tarfile.open(archive) as tarred:
+                for member in tarred.getnames():
+                    _refuse_unsafe(archive, member)
+                tarred.extractall(target, filter="data")  # also refuses links that point outside
+    except tarfile.FilterError as err:
+        raise IngestError(f"{archive}: {err}; refused") from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as err:
+        raise IngestError(f"{archive}: not a readable archive ({type(err).__name__}: {err}); "
+                          "download it again or point ingest.source at the extracted folder") from None
     return target
 
 
@@ -162,17 +184,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         folder = materialise(str(params["source"]), Path(workdir))
         class_root = find_class_root(folder)
-        rows, skipped = ingest(
+        rows, report = ingest(
             class_root, OUT_DIR, int(params.get("min_size", 32)), int(params.get("max_pixels", DEFAULT_MAX_PIXELS)),
             load_metadata(folder, class_root),
         )
     columns = list(OWN_COLUMNS) + sorted({k for row in rows for k in row} - set(OWN_COLUMNS))
     write_csv(OUT_DIR / "manifest.csv", rows, columns)
-    write_csv(OUT_DIR / "ingest_report.csv", skipped, ["file", "label", "reason"])
+    write_csv(OUT_DIR / "ingest_report.csv", report, REPORT_COLUMNS)
     counts = defaultdict(int)
     for row in rows:
         counts[row["label"]] += 1
-    print(f"ingest: kept {len(rows)} images {dict(counts)}, skipped {len(skipped)} (see {OUT_DIR}/ingest_report.csv)")
+    skipped = sum(r["action"] == "skipped" for r in report)
+    print(f"ingest: kept {len(rows)} images {dict(counts)}, skipped {skipped}, noted {len(report) - skipped} "
+          f"(see {OUT_DIR}/ingest_report.csv)")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,13 @@ fine_tune_epochs > 0, unfreezes the top `fine_tune_layers` backbone layers ("all
 the only sensible choice without pretrained weights) and trains on the images at a low learning rate.
 Pretrained BatchNorm stays in inference mode. Writes models/<backbone>/{model.keras, mlflow.json},
 metrics/<backbone>_val.json and plots/<backbone>/history.csv; logs one MLflow run.
+
+Resumable and deterministic: each epoch's batch order depends only on (seed, epoch), and after every
+epoch the model, optimizer, early-stopping state, history and MLflow run id are checkpointed in
+.checkpoints/<backbone>/ (outside models/, which DVC empties before a re-run). A killed run goes on
+from its last epoch on the next `dvc repro` and ends exactly as an uninterrupted run would.
 """
+import math
 import sys
 import time
 from pathlib import Path
@@ -13,20 +19,42 @@ from pathlib import Path
 import keras
 import mlflow
 import numpy as np
+import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
 from facemask import CLASSES
+from facemask.checkpoint import Checkpoint, fingerprint
 from facemask.evaluation import classification_metrics
 from facemask.files import read_json, write_csv, write_json
 from facemask.images import load_batch
-from facemask.model import backbone_of, head, load
+from facemask.model import head, load
 from facemask.params import backbone_section, load_section
 from facemask.stage import run
-from facemask.tracking import configure, run_tags
+from facemask.tracking import configure, start_run
 from stages.features import training_images, split_images
 
 FEATURES_ROOT = Path("data/features")
+CHECKPOINT_ROOT = Path(".checkpoints")
 PIP_REQUIREMENTS = ["tensorflow-cpu==2.21.0", "keras==3.15.1", "numpy==2.4.6"]
+
+
+class Batches(keras.utils.PyDataset):
+    """(x, y, sample weight) batches in an order that depends only on (seed, epoch): resumable."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
+        self.x, self.y, self.weights, self.batch_size, self.seed = x, y, weights, batch_size, seed
+        self.order = np.arange(len(y))
+
+    def shuffle(self, epoch: int) -> None:
+        self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.y))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __getitem__(self, i: int):
+        rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        return self.x[rows], self.y[rows], self.weights[rows]
 
 
 def class_weights(labels: np.ndarray, mode) -> dict | None:
@@ -38,48 +66,88 @@ def class_weights(labels: np.ndarray, mode) -> dict | None:
     return {int(c): float(w) for c, w in zip(classes, weights)}
 
 
-def fit_head(model: keras.Model, features: dict, params: dict, callbacks: list) -> dict:
-    """Train the dropout + softmax head of `model` on cached features; return the Keras history."""
-    model.get_layer("dropout").rate = float(params.get("dropout", 0.2))
+def batches(x: np.ndarray, y: np.ndarray, params: dict) -> Batches:
+    """Training batches with each sample weighted by its class weight (as Keras's class_weight does)."""
+    weights = class_weights(y, params.get("class_weight", "balanced"))
+    sample_weights = np.array([weights[int(label)] for label in y] if weights else np.ones(len(y)), np.float32)
+    return Batches(x, y, sample_weights, int(params.get("batch_size", 32)), int(params.get("seed", 1337)))
+
+
+def head_model(model: keras.Model, params: dict) -> keras.Model:
+    """The compiled dropout + softmax head of `model` (sharing its layers), for cached features."""
     classifier = head(model)
     classifier.compile(optimizer=keras.optimizers.Adam(float(params.get("learning_rate", 1e-3))),
                        loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    history = classifier.fit(
-        features["train_x"], features["train_y"], validation_data=(features["val_x"], features["val_y"]),
-        epochs=int(params.get("epochs", 30)), batch_size=int(params.get("batch_size", 32)),
-        class_weight=class_weights(features["train_y"], params.get("class_weight", "balanced")),
-        callbacks=callbacks + [_early_stopping(params)], verbose=0, shuffle=True,
-    )
-    return history.history
+    return classifier
 
 
-def fine_tune(model: keras.Model, images: dict, params: dict, callbacks: list) -> dict:
-    """Unfreeze the top backbone layers and train the whole model on images; return the history."""
-    backbone = backbone_of(model)
+def fine_tune_model(model: keras.Model, params: dict) -> keras.Model:
+    """`model` with the top layers of each backbone in it unfrozen, compiled at the fine-tuning learning rate."""
     layers = params.get("fine_tune_layers", 0)
-    backbone.trainable = True
-    if str(layers) != "all":
-        for layer in backbone.layers[: len(backbone.layers) - int(layers)]:
-            layer.trainable = False
+    for backbone in (layer for layer in model.layers if isinstance(layer, keras.Model)):
+        backbone.trainable = True
+        if str(layers) != "all":
+            for layer in backbone.layers[: len(backbone.layers) - int(layers)]:
+                layer.trainable = False
     model.compile(optimizer=keras.optimizers.Adam(float(params.get("fine_tune_learning_rate", 1e-5))),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    history = model.fit(
-        images["train_x"], images["train_y"], validation_data=(images["val_x"], images["val_y"]),
-        epochs=int(params["fine_tune_epochs"]), batch_size=int(params.get("batch_size", 32)),
-        class_weight=class_weights(images["train_y"], params.get("class_weight", "balanced")),
-        callbacks=callbacks + [_early_stopping(params)], verbose=0, shuffle=True,
-    )
-    return history.history
+    return model
 
 
-def _early_stopping(params: dict) -> keras.callbacks.EarlyStopping:
-    return keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(params.get("patience", 5)),
-                                         restore_best_weights=True)
+def fit(model: keras.Model, data: Batches, validation: tuple, epochs: int, patience: int, phase: str,
+        checkpoint: Checkpoint, rows: list[dict]) -> list[dict]:
+    """Train `model` one fit() per epoch, resuming from `checkpoint` if it holds this phase.
+
+    Early stopping on val_loss with the best weights restored, as keras.callbacks.EarlyStopping does.
+    After each epoch everything needed to go on is checkpointed. Returns `rows` + this phase's history.
+    """
+    saved = checkpoint.state if checkpoint.state.get("phase") == phase else None
+    model.optimizer.build(model.trainable_variables)
+    if saved:
+        for variable, value in zip(model.variables + model.optimizer.variables,
+                                   checkpoint.arrays("model") + checkpoint.arrays("optimizer")):
+            variable.assign(value)
+        rows, best_weights = saved["rows"], checkpoint.arrays("best") or None
+        epoch, wait, best, stopped = saved["epoch"], saved["wait"], saved["best"], saved["stopped"]
+    else:
+        rows, best_weights, epoch, wait, best, stopped = list(rows), None, 0, 0, math.inf, False
+    while epoch < epochs and not stopped:
+        data.shuffle(epoch)
+        logs = model.fit(data, validation_data=validation, initial_epoch=epoch, epochs=epoch + 1,
+                         shuffle=False, verbose=0).history
+        logs = {k: float(v[-1]) for k, v in logs.items()}
+        rows.append({"epoch": len(rows) + 1, "phase": phase, **{k: round(v, 5) for k, v in logs.items()}})
+        mlflow.log_metrics(logs, step=len(rows))
+        if best_weights is None:
+            best_weights = model.get_weights()
+        wait += 1
+        if logs["val_loss"] < best:
+            best, best_weights, wait = logs["val_loss"], model.get_weights(), 0
+        stopped, epoch = wait >= patience, epoch + 1
+        checkpoint.save({"phase": phase, "epoch": epoch, "wait": wait, "best": best, "stopped": stopped,
+                         "rows": rows, "run_id": checkpoint.state.get("run_id")},
+                        model=[v.numpy() for v in model.variables],
+                        optimizer=[v.numpy() for v in model.optimizer.variables], best=best_weights or [])
+    if best_weights is not None:
+        model.set_weights(best_weights)
+    return rows
 
 
-def history_rows(history: dict, phase: str, first_epoch: int) -> list[dict]:
-    return [{"epoch": first_epoch + i, "phase": phase, **{k: round(float(v[i]), 5) for k, v in history.items()}}
-            for i in range(len(history.get("loss", [])))]
+def train_phases(model: keras.Model, features: dict, image_size: int, params: dict, checkpoint: Checkpoint) -> list:
+    """Phase 1 on the cached features (skipped when the checkpoint is already in phase 2), then phase 2
+    on the images when fine_tune_epochs > 0; returns the history rows of both."""
+    patience, rows = int(params.get("patience", 5)), []
+    if checkpoint.state.get("phase") != "fine_tune":
+        rows = fit(head_model(model, params), batches(features["train_x"], features["train_y"], params),
+                   (features["val_x"], features["val_y"]), int(params.get("epochs", 30)), patience, "head",
+                   checkpoint, rows)
+    if int(params.get("fine_tune_epochs", 0)) > 0:
+        train_paths, train_y = training_images()
+        val_paths, val_y = split_images("val")
+        rows = fit(fine_tune_model(model, params), batches(load_batch(train_paths, image_size), train_y, params),
+                   (load_batch(val_paths, image_size), val_y), int(params["fine_tune_epochs"]), patience,
+                   "fine_tune", checkpoint, rows)
+    return rows
 
 
 def predict_labels(model: keras.Model, paths: list, batch_size: int = 32) -> np.ndarray:
@@ -92,26 +160,30 @@ def main() -> None:
     backbone = sys.argv[1]
     section = load_section("train")
     params = {k: v for k, v in section.items() if k != "backbones"} | backbone_section(section, backbone, "train")
+    configure()  # an unreachable tracking server fails here, before any training
     keras.utils.set_random_seed(int(params.get("seed", 1337)))
+    tf.config.experimental.enable_op_determinism()
     feature_dir = FEATURES_ROOT / backbone
     meta = read_json(feature_dir / "meta.json")
     features = dict(np.load(feature_dir / "features.npz"))
     model = load(feature_dir / "base.keras")
+    model.get_layer("dropout").rate = float(params.get("dropout", 0.2))
+    checkpoint = Checkpoint(CHECKPOINT_ROOT / backbone, fingerprint(
+        {"params": params, "keras": keras.__version__}, [feature_dir / "features.npz", feature_dir / "base.keras",
+                                                        Path(__file__)]))
+    if checkpoint.state:
+        print(f"train@{backbone}: resuming after {checkpoint.state['phase']} epoch {checkpoint.state['epoch']} "
+              f"from {checkpoint.path}")
+    elif checkpoint.unusable:
+        print(f"train@{backbone}: {checkpoint.path} is from other params or inputs (or unreadable); starting over")
     out_dir = Path("models") / backbone
     out_dir.mkdir(parents=True, exist_ok=True)
-    configure()
-    with mlflow.start_run(run_name=backbone, tags=run_tags(backbone, "train")) as active:
-        mlflow.log_params({**{f"features.{k}": v for k, v in meta.items()}, **params})
-        callbacks = [mlflow.keras.MlflowCallback(log_every_epoch=True, log_every_n_steps=None)]
+    with start_run(backbone, "train", checkpoint.state.get("run_id")) as active:
+        if active.info.run_id != checkpoint.state.get("run_id"):
+            mlflow.log_params({**{f"features.{k}": v for k, v in meta.items()}, **params})
+        checkpoint.state["run_id"] = active.info.run_id
         started = time.perf_counter()
-        rows = history_rows(fit_head(model, features, params, callbacks), "head", 1)
-        if int(params.get("fine_tune_epochs", 0)) > 0:
-            train_paths, train_y = training_images()
-            val_paths, val_y = split_images("val")
-            size = meta["image_size"]
-            images = {"train_x": load_batch(train_paths, size), "train_y": train_y,
-                      "val_x": load_batch(val_paths, size), "val_y": val_y}
-            rows += history_rows(fine_tune(model, images, params, callbacks), "fine_tune", len(rows) + 1)
+        rows = train_phases(model, features, meta["image_size"], params, checkpoint)
         train_seconds = time.perf_counter() - started
         val_paths, val_y = split_images("val")
         val = classification_metrics(val_y, predict_labels(model, val_paths))
@@ -125,6 +197,7 @@ def main() -> None:
         "train_seconds": round(train_seconds, 1), "feature_seconds": meta["seconds"], "val": val,
     })
     write_csv(Path("plots") / backbone / "history.csv", rows)
+    checkpoint.clear()
     print(f"train@{backbone}: val accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} "
           f"({train_seconds:.0f}s, {len(rows)} epochs)")
 
