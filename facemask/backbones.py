@@ -56,14 +56,14 @@ def get_backbone(name: str) -> Backbone:
     return BACKBONES[name]
 
 
-def scaling_layers(backbone: Backbone) -> list:
+def scaling_layers(backbone: Backbone, prefix: str = "") -> list:
     """Built-in layers that do the backbone's preprocess_input (no Lambda, so safe-mode loading works)."""
     if backbone.scaling == "tf":
-        return [keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")]
+        return [keras.layers.Rescaling(1 / 127.5, offset=-1.0, name=f"{prefix}scale")]
     std = (0.229, 0.224, 0.225)
     return [
-        keras.layers.Rescaling(1 / 255.0, name="scale"),
-        keras.layers.Normalization(mean=(0.485, 0.456, 0.406), variance=[s * s for s in std], name="normalize"),
+        keras.layers.Rescaling(1 / 255.0, name=f"{prefix}scale"),
+        keras.layers.Normalization(mean=(0.485, 0.456, 0.406), variance=[s * s for s in std], name=f"{prefix}normalize"),
     ]
 
 

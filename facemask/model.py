@@ -1,7 +1,7 @@
 """Build the classifier: raw RGB in, class probabilities out, all preprocessing inside."""
 import keras
 
-from facemask import CLASSES
+from facemask import CLASSES, UserError
 from facemask.backbones import get_backbone, scaling_layers
 from facemask.images import resizer
 
@@ -10,25 +10,36 @@ HEAD_LAYERS = ("dropout", "classifier")
 
 
 def build_classifier(backbone_name: str, image_size: int, weights_file: str | None, dropout: float = 0.2) -> keras.Model:
-    """resize -> backbone scaling -> backbone -> GlobalAveragePooling2D -> dropout -> softmax.
+    """resize -> backbone scaling -> backbone -> GlobalAveragePooling2D -> dropout -> softmax."""
+    return build_ensemble({backbone_name: weights_file}, image_size, dropout, name=f"facemask_{backbone_name}")
+
+
+def build_ensemble(members: dict, image_size: int, dropout: float = 0.2, name: str = "facemask_ensemble") -> keras.Model:
+    """One classifier over several backbones ({name: weights file or None}): their pooled features
+    are concatenated before the head, so the ensemble is still one model with one softmax.
 
     A pretrained backbone keeps BatchNorm in inference mode (also when fine-tuned); a backbone
     trained from scratch (no weights) needs BatchNorm to learn its statistics.
     """
-    backbone = get_backbone(backbone_name)
-    if image_size < backbone.min_size:
-        raise ValueError(f"{backbone_name}: image_size {image_size} is below its minimum of {backbone.min_size}")
-    base = backbone.constructor(include_top=False, weights=weights_file, input_shape=(image_size, image_size, 3))
-    base.trainable = False
     inputs = keras.Input(shape=(None, None, 3), name="image")
-    x = resizer(image_size)(inputs)
-    for layer in scaling_layers(backbone):
-        x = layer(x)
-    x = base(x, training=None if weights_file is None else False)
-    x = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)
-    x = keras.layers.Dropout(dropout, name=HEAD_LAYERS[0])(x)
+    resized = resizer(image_size)(inputs)
+    pooled = []
+    for backbone_name, weights_file in members.items():
+        backbone = get_backbone(backbone_name)
+        if image_size < backbone.min_size:
+            raise UserError(f"{backbone_name}: image_size {image_size} is below its minimum of {backbone.min_size}")
+        base = backbone.constructor(include_top=False, weights=weights_file, input_shape=(image_size, image_size, 3))
+        base.trainable = False
+        x = resized
+        for layer in scaling_layers(backbone, prefix=f"{backbone_name}_" if len(members) > 1 else ""):
+            x = layer(x)
+        x = base(x, training=None if weights_file is None else False)
+        pool_name = FEATURES_LAYER if len(members) == 1 else f"{backbone_name}_pool"
+        pooled.append(keras.layers.GlobalAveragePooling2D(name=pool_name)(x))
+    features = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name=FEATURES_LAYER)(pooled)
+    x = keras.layers.Dropout(dropout, name=HEAD_LAYERS[0])(features)
     outputs = keras.layers.Dense(len(CLASSES), activation="softmax", name=HEAD_LAYERS[1])(x)
-    return keras.Model(inputs, outputs, name=f"facemask_{backbone_name}")
+    return keras.Model(inputs, outputs, name=name)
 
 
 def feature_extractor(model: keras.Model) -> keras.Model:

@@ -54,6 +54,7 @@ def evaluate(model, rows: list[dict], split_dir: Path, batch_size: int = 32) -> 
 def main() -> None:
     backbone = sys.argv[1]
     params = load_section("evaluate")
+    configure()  # an unreachable tracking server fails here, before evaluating
     model_dir = Path("models") / backbone
     model = load(model_dir / "model.keras")
     rows = [r for r in read_csv(SPLIT_DIR / "split.csv") if r["split"] == "test"]
@@ -74,7 +75,6 @@ def main() -> None:
 
 def _log_to_mlflow(backbone: str, model_dir: Path, metrics: dict, report_dir: Path, result: dict) -> None:
     """Add test metrics and artifacts to the backbone's training run (a new run if it is not in this store)."""
-    configure()
     run_id = _existing_run(model_dir / "mlflow.json")
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else backbone,
                           tags=None if run_id else run_tags(backbone, "evaluate")):

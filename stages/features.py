@@ -1,8 +1,9 @@
-"""Stage features@<backbone>: build the untrained classifier and cache its frozen pooled features.
+"""Stage features@<candidate>: build the untrained classifier and cache its frozen pooled features.
 
 The backbone (keras.applications, include_top=False, weights per params) is frozen, so its pooled
 output for an image never changes: computing it once here lets train fit the head in seconds.
-Writes data/features/<backbone>/{base.keras, features.npz, meta.json}.
+A candidate with `members: [...]` is an ensemble: one model whose head sees the members' pooled
+features side by side. Writes data/features/<candidate>/{base.keras, features.npz, meta.json}.
 """
 import sys
 import time
@@ -15,7 +16,7 @@ from facemask import CLASSES
 from facemask.backbones import resolve_weights
 from facemask.files import read_csv, write_json
 from facemask.images import load_batch
-from facemask.model import build_classifier, feature_extractor
+from facemask.model import build_ensemble, feature_extractor
 from facemask.params import backbone_section, load_section
 from facemask.stage import run
 
@@ -50,9 +51,9 @@ def main() -> None:
     params = load_section("features")
     spec = backbone_section(params, backbone, "features")
     image_size, weights = int(spec["image_size"]), str(spec.get("weights", "imagenet"))
-    weights_file = resolve_weights(backbone, weights, params.get("weights_dir"))
+    members = {name: resolve_weights(name, weights, params.get("weights_dir")) for name in spec.get("members", [backbone])}
     keras.utils.set_random_seed(int(params.get("seed", 1337)))
-    model = build_classifier(backbone, image_size, weights_file)
+    model = build_ensemble(members, image_size, name=f"facemask_{backbone}")
     extractor = feature_extractor(model)
     out_dir = OUT_ROOT / backbone
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -67,12 +68,12 @@ def main() -> None:
     model.save(out_dir / "base.keras")
     write_json(out_dir / "meta.json", {
         "backbone": backbone, "image_size": image_size, "weights": weights,
-        "weights_file": Path(weights_file).name if weights_file else None,
+        "members": {name: Path(file).name if file else None for name, file in members.items()},
         "images": len(train_paths) + len(val_paths), "seconds": round(seconds, 1),
         "images_per_second": round((len(train_paths) + len(val_paths)) / seconds, 1),
     })
     print(f"features@{backbone}: {len(train_paths)} train + {len(val_paths)} val images at {image_size}px "
-          f"({weights_file or 'no pretrained weights'}) in {seconds:.0f}s")
+          f"(weights: {members}) in {seconds:.0f}s")
 
 
 if __name__ == "__main__":

@@ -42,9 +42,7 @@ def test_backbone_lists_agree():
 TINY = {
     "ingest": {"source": "dataset", "min_size": 16},
     "augment": {"copies": 1},
-    "features": {"weights_dir": "", "backbones": {"MobileNetV2": {"image_size": 32, "weights": "none"},
-                                                  "Xception": {"image_size": 71, "weights": "none"},
-                                                  "DenseNet169": {"image_size": 32, "weights": "none"}}},
+    "features": {"weights_dir": "", "image_size": 71, "weights": "none"},  # 71 px: Xception's minimum
     "train": {"epochs": 1, "fine_tune_epochs": 0},
     "select": {"threshold": 0.0},
     "synthesize": {"pool": "pool", "old_from_pool": 4},
@@ -55,7 +53,9 @@ def _tiny_params() -> dict:
     params = json.loads(json.dumps(PARAMS))
     params["ingest"].update(TINY["ingest"])
     params["augment"].update(TINY["augment"])
-    params["features"].update({k: v for k, v in TINY["features"].items()})
+    params["features"]["weights_dir"] = TINY["features"]["weights_dir"]
+    for spec in params["features"]["backbones"].values():
+        spec.update(image_size=TINY["features"]["image_size"], weights=TINY["features"]["weights"])
     for spec in params["train"]["backbones"].values():
         spec.update(TINY["train"])
     params["select"].update(TINY["select"])

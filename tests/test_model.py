@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
+from facemask import UserError
 from facemask.backbones import BACKBONES, WeightsUnavailable, resolve_weights
-from facemask.model import build_classifier, feature_extractor, head, load
+from facemask.model import build_classifier, build_ensemble, feature_extractor, head, load
 from tests.conftest import REAL_WEIGHTS
 
 
@@ -39,7 +40,7 @@ def test_every_backbone_builds_without_weights():
 
 
 def test_too_small_image_size_is_refused():
-    with pytest.raises(ValueError, match="minimum of 71"):
+    with pytest.raises(UserError, match="minimum of 71"):
         build_classifier("Xception", 64, None)
 
 
@@ -63,3 +64,11 @@ def test_imagenet_is_found_in_the_local_weights_dir():
         pytest.skip(f"no local weights at {REAL_WEIGHTS}")
     assert resolve_weights("Xception", "imagenet", REAL_WEIGHTS).endswith("xception_weights_tf_dim_ordering_tf_kernels_notop.h5")
     assert "mobilenet_v2" in resolve_weights("MobileNetV2", "imagenet", REAL_WEIGHTS)
+
+
+def test_ensemble_concatenates_member_features_under_one_head():
+    ensemble = build_ensemble({"MobileNetV2": None, "DenseNet169": None}, 32)
+    images = np.random.default_rng(2).uniform(0, 255, (2, 40, 50, 3)).astype(np.float32)
+    features = feature_extractor(ensemble).predict(images, verbose=0)
+    assert features.shape == (2, 1280 + 1664)
+    np.testing.assert_allclose(head(ensemble).predict(features, verbose=0), ensemble.predict(images, verbose=0), atol=1e-5)
