@@ -81,14 +81,19 @@ def head_model(model: keras.Model, params: dict) -> keras.Model:
     return classifier
 
 
-def fine_tune_model(model: keras.Model, params: dict) -> keras.Model:
-    """`model` with the top layers of each backbone in it unfrozen, compiled at the fine-tuning learning rate."""
+def fine_tune_model(model: keras.Model, params: dict, pretrained: bool) -> keras.Model:
+    """`model` with the top layers of each backbone in it unfrozen, compiled at the fine-tuning learning rate.
+
+    Pretrained BatchNorm layers stay frozen: in Keras 3 a non-trainable BatchNormalization runs in
+    inference mode, whereas `training=False` at the backbone's call does not survive fit().
+    """
     layers = params.get("fine_tune_layers", 0)
     for backbone in (layer for layer in model.layers if isinstance(layer, keras.Model)):
         backbone.trainable = True
-        if str(layers) != "all":
-            for layer in backbone.layers[: len(backbone.layers) - int(layers)]:
-                layer.trainable = False
+        first = 0 if str(layers) == "all" else len(backbone.layers) - int(layers)
+        for index, layer in enumerate(backbone.layers):  # each layer's own flag decides (Keras 3)
+            frozen_bn = pretrained and isinstance(layer, keras.layers.BatchNormalization)
+            layer.trainable = index >= first and not frozen_bn
     model.compile(optimizer=keras.optimizers.Adam(float(params.get("fine_tune_learning_rate", 1e-5))),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -133,7 +138,8 @@ def fit(model: keras.Model, data: Batches, validation: tuple, epochs: int, patie
     return rows
 
 
-def train_phases(model: keras.Model, features: dict, image_size: int, params: dict, checkpoint: Checkpoint) -> list:
+def train_phases(model: keras.Model, features: dict, image_size: int, params: dict, checkpoint: Checkpoint,
+                 pretrained: bool) -> list:
     """Phase 1 on the cached features (skipped when the checkpoint is already in phase 2), then phase 2
     on the images when fine_tune_epochs > 0; returns the history rows of both."""
     patience, rows = int(params.get("patience", 5)), []
@@ -144,7 +150,7 @@ def train_phases(model: keras.Model, features: dict, image_size: int, params: di
     if int(params.get("fine_tune_epochs", 0)) > 0:
         train_paths, train_y = training_images()
         val_paths, val_y = split_images("val")
-        rows = fit(fine_tune_model(model, params), batches(load_batch(train_paths, image_size), train_y, params),
+        rows = fit(fine_tune_model(model, params, pretrained), batches(load_batch(train_paths, image_size), train_y, params),
                    (load_batch(val_paths, image_size), val_y), int(params["fine_tune_epochs"]), patience,
                    "fine_tune", checkpoint, rows)
     return rows
@@ -183,7 +189,7 @@ def main() -> None:
             mlflow.log_params({**{f"features.{k}": v for k, v in meta.items()}, **params})
         checkpoint.state["run_id"] = active.info.run_id
         started = time.perf_counter()
-        rows = train_phases(model, features, meta["image_size"], params, checkpoint)
+        rows = train_phases(model, features, meta["image_size"], params, checkpoint, meta["weights"] != "none")
         train_seconds = time.perf_counter() - started
         val_paths, val_y = split_images("val")
         val = classification_metrics(val_y, predict_labels(model, val_paths))

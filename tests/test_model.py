@@ -1,4 +1,5 @@
 """The saved model takes raw RGB of any size, loads in safe mode, and weights resolve or fail clearly."""
+import keras
 import numpy as np
 import pytest
 
@@ -72,3 +73,19 @@ def test_ensemble_concatenates_member_features_under_one_head():
     features = feature_extractor(ensemble).predict(images, verbose=0)
     assert features.shape == (2, 1280 + 1664)
     np.testing.assert_allclose(head(ensemble).predict(features, verbose=0), ensemble.predict(images, verbose=0), atol=1e-5)
+
+
+def test_fine_tuning_keeps_pretrained_batchnorm_in_inference_mode():
+    """Keras 3 ignores training=False at the backbone's call once fit() runs: train freezes BN layers."""
+    from facemask.model import backbone_of
+    from stages.train import fine_tune_model
+
+    model = build_classifier("MobileNetV2", 32, None)
+    fine_tune_model(model, {"fine_tune_layers": 20}, pretrained=True)
+    extractor = feature_extractor(model)
+    images = np.random.default_rng(3).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(extractor(images, training=True), extractor(images, training=False), atol=1e-5)
+    assert any(layer.trainable for layer in backbone_of(model).layers)
+    fine_tune_model(model, {"fine_tune_layers": "all"}, pretrained=False)  # from scratch: BN must learn
+    batchnorms = [layer for layer in backbone_of(model).layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert batchnorms and all(layer.trainable for layer in batchnorms)
