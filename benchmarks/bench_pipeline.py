@@ -45,14 +45,14 @@ def stage_commands() -> list[tuple[str, str]]:
 def naive_fine_tune(epochs: int) -> dict:
     """Full fine-tuning of MobileNetV2 on the images, without cached features."""
     import keras
-    import numpy as np
 
     from facemask import CLASSES
     from facemask.backbones import resolve_weights
     from facemask.evaluation import classification_metrics
     from facemask.images import load_batch
     from facemask.model import build_classifier
-    from stages.features import split_images, training_images
+    from facemask.splits import split_images
+    from stages.features import training_images
     from stages.train import fine_tune_model
 
     params = yaml.safe_load(Path("params.yaml").read_text())

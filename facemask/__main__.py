@@ -6,6 +6,7 @@ from pathlib import Path
 from facemask import explain, export, predict, serve
 from facemask.export import FORMATS, TOLERANCE
 from facemask.predict import DEFAULT_MODEL
+from facemask.splits import split_images
 
 
 def main(argv=None) -> int:
@@ -37,7 +38,7 @@ def run_export(args) -> None:
 
 
 def run_explain(args) -> None:
-    paths, labels = export.split_images(args.split, "test")
+    paths, labels = split_images("test", args.split)
     summary = explain.explain(predict.load_model(args.model), paths, labels, args.out, args.per_class, args.seed)
     if args.mlflow:
         explain.log_to_mlflow(args.out, args.model)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask import CLASSES, UserError
-from facemask.files import read_csv, write_json
+from facemask import UserError
+from facemask.files import write_json
 from facemask.images import load_batch
 from facemask.predict import load_model
+from facemask.splits import split_images
 
 FORMATS = ("tflite", "tflite_int8", "onnx")
 FILE_NAMES = {"tflite": "model.tflite", "tflite_int8": "model_int8.tflite", "onnx": "model.onnx"}
@@ -154,16 +155,6 @@ def timing(fn, image_size: int, batch_size: int = 32, seconds: float = 3.0) -> d
             "faces_per_second": round(count / (time.perf_counter() - started), 1), "batch_size": batch_size}
 
 
-def split_images(split_dir, split: str) -> tuple[list[Path], np.ndarray]:
-    """Image paths and class indices of one split, as the split stage lays them out."""
-    split_dir = Path(split_dir)
-    if not (split_dir / "split.csv").is_file():
-        raise UserError(f"{split_dir / 'split.csv'}: not found; run `dvc repro split` first or pass --split")
-    rows = [r for r in read_csv(split_dir / "split.csv") if r["split"] == split]
-    return ([split_dir / split / r["label"] / Path(r["file"]).name for r in rows],
-            np.array([CLASSES.index(r["label"]) for r in rows], dtype=int))
-
-
 def export_and_check(model_path, split_dir, out_dir, metrics_path, calibration_count: int = 200, seconds: float = 3.0,
                      formats=FORMATS, tolerance: dict | None = None, seed: int = 1337) -> dict:
     """Export, check parity on the test split, time each format; write the report; fail on parity.
@@ -173,8 +164,8 @@ def export_and_check(model_path, split_dir, out_dir, metrics_path, calibration_c
     tolerance = {**TOLERANCE, **(tolerance or {})}
     model = load_model(model_path)
     size = model.get_layer("resize").height
-    train_paths, _ = split_images(split_dir, "train")
-    test_paths, y_test = split_images(split_dir, "test")
+    train_paths, _ = split_images("train", split_dir)
+    test_paths, y_test = split_images("test", split_dir)
     if not train_paths or not test_paths:
         raise UserError(f"{split_dir}: needs train images (int8 calibration) and test images (parity)")
     chosen = np.random.default_rng(seed).permutation(len(train_paths))[:calibration_count]

@@ -18,9 +18,9 @@ from PIL import Image
 from facemask.files import read_csv, write_csv
 from facemask.images import load_rgb
 from facemask.params import load_section
+from facemask.splits import image_path, split_rows
 from facemask.stage import run
 
-SPLIT_DIR = Path("data/split")
 SYNTHETIC_DIR = Path("data/synthetic")
 OUT_DIR = Path("data/augmented")
 
@@ -95,8 +95,7 @@ def _save(pixels: np.ndarray, path: Path) -> None:
 
 def main() -> None:
     params = load_section("augment")
-    train_rows = [{**row, "path": SPLIT_DIR / "train" / row["label"] / Path(row["file"]).name}
-                  for row in read_csv(SPLIT_DIR / "split.csv") if row["split"] == "train"]
+    train_rows = [{**row, "path": image_path(row)} for row in split_rows("train")]
     train_rows += [{**row, "file": f"synthetic/{row['file']}", "path": SYNTHETIC_DIR / row["file"]}
                    for row in read_csv(SYNTHETIC_DIR / "synthetic.csv")]
     rows = augment(train_rows, OUT_DIR, params)

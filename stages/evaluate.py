@@ -19,19 +19,19 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from facemask import CLASSES  # noqa: E402
 from facemask.evaluation import accuracy_by, classification_metrics, report_text  # noqa: E402
-from facemask.files import read_csv, write_csv, write_json  # noqa: E402
+from facemask.files import write_csv, write_json  # noqa: E402
 from facemask.images import load_batch  # noqa: E402
 from facemask.model import load  # noqa: E402
 from facemask.params import load_section  # noqa: E402
+from facemask.splits import SPLIT_DIR, image_path, split_rows  # noqa: E402
 from facemask.stage import run  # noqa: E402
 from facemask.tracking import configure, run_tags  # noqa: E402
 
-SPLIT_DIR = Path("data/split")
 
 
-def evaluate(model, rows: list[dict], split_dir: Path, batch_size: int = 32) -> dict:
+def evaluate(model, rows: list[dict], split_dir: Path = SPLIT_DIR, batch_size: int = 32) -> dict:
     """Predict every row's image and score it; returns metrics, per-image predictions and timing."""
-    paths = [split_dir / r["split"] / r["label"] / Path(r["file"]).name for r in rows]
+    paths = [image_path(r, split_dir) for r in rows]
     y_true = np.array([CLASSES.index(r["label"]) for r in rows])
     started = time.perf_counter()
     batch = load_batch(paths, model.get_layer("resize").height)
@@ -57,8 +57,7 @@ def main() -> None:
     configure()  # an unreachable tracking server fails here, before evaluating
     model_dir = Path("models") / backbone
     model = load(model_dir / "model.keras")
-    rows = [r for r in read_csv(SPLIT_DIR / "split.csv") if r["split"] == "test"]
-    result = evaluate(model, rows, SPLIT_DIR, int(params.get("batch_size", 32)))
+    result = evaluate(model, split_rows("test"), SPLIT_DIR, int(params.get("batch_size", 32)))
     metrics = {"backbone": backbone, "split": "test", **result["metrics"]}
     report_dir = Path("reports") / backbone
     write_json(Path("metrics") / f"{backbone}.json", metrics)

@@ -18,10 +18,10 @@ from facemask.files import read_csv, write_json
 from facemask.images import load_batch
 from facemask.model import build_ensemble, feature_extractor
 from facemask.params import backbone_section, load_section
+from facemask.splits import split_images
 from facemask.stage import run
 
 AUGMENTED_DIR = Path("data/augmented")
-SPLIT_DIR = Path("data/split")
 OUT_ROOT = Path("data/features")
 CHUNK = 256  # images decoded at a time, to bound memory
 
@@ -38,12 +38,6 @@ def extract(extractor: keras.Model, paths: list, image_size: int, batch_size: in
 def training_images() -> tuple[list[Path], np.ndarray]:
     rows = read_csv(AUGMENTED_DIR / "augment.csv")
     return [AUGMENTED_DIR / r["file"] for r in rows], np.array([CLASSES.index(r["label"]) for r in rows])
-
-
-def split_images(split: str) -> tuple[list[Path], np.ndarray]:
-    rows = [r for r in read_csv(SPLIT_DIR / "split.csv") if r["split"] == split]
-    return ([SPLIT_DIR / split / r["label"] / Path(r["file"]).name for r in rows],
-            np.array([CLASSES.index(r["label"]) for r in rows]))
 
 
 def main() -> None:

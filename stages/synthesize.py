@@ -13,12 +13,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from facemask import UserError
-from facemask.files import read_csv, write_csv
+from facemask.files import write_csv
 from facemask.images import IMAGE_SUFFIXES, load_rgb
 from facemask.params import load_section
+from facemask.splits import image_path, split_rows
 from facemask.stage import run
 
-SPLIT_DIR = Path("data/split")
 OUT_DIR = Path("data/synthetic")
 # Mask outline on an aligned face, as (x, y) fractions of width and height: nose bridge to chin.
 MASK_OUTLINE = ((0.17, 0.53), (0.35, 0.47), (0.50, 0.44), (0.65, 0.47), (0.83, 0.53), (0.86, 0.70),
@@ -83,9 +83,8 @@ def main() -> None:
         faces = sorted(p for p in pool.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         old_faces = pick(faces, int(params["old_from_pool"]), seed)
     aligned = set(params.get("aligned_sources", []))
-    young_rows = [r for r in read_csv(SPLIT_DIR / "split.csv")
-                  if r["split"] == "train" and r["label"] == "without_mask_young" and r.get("source") in aligned]
-    young = [SPLIT_DIR / "train" / r["label"] / Path(r["file"]).name for r in young_rows]
+    young = [image_path(r) for r in split_rows("train")
+             if r["label"] == "without_mask_young" and r.get("source") in aligned]
     young_faces = pick(young, int(params.get("young_from_train", 0)), seed + 1)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     rows = synthesize(old_faces, young_faces, OUT_DIR, seed)

@@ -31,7 +31,8 @@ from facemask.model import head, load
 from facemask.params import backbone_section, load_section
 from facemask.stage import run
 from facemask.tracking import configure, start_run
-from stages.features import training_images, split_images
+from facemask.splits import split_images
+from stages.features import training_images
 
 FEATURES_ROOT = Path("data/features")
 CHECKPOINT_ROOT = Path(".checkpoints")

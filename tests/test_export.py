@@ -6,7 +6,8 @@ import pytest
 
 from facemask import CLASSES, UserError
 from facemask.__main__ import main
-from facemask.export import FILE_NAMES, TOLERANCE, export, export_and_check, parity, predict_all, runner, split_images
+from facemask.export import FILE_NAMES, TOLERANCE, export, export_and_check, parity, predict_all, runner
+from facemask.splits import split_images
 from facemask.images import list_class_images, load_batch
 from tests.champion_support import IMAGE_SIZE, make_split, tiny_model_file
 from tests.conftest import REAL_DATASET, REAL_WEIGHTS
@@ -47,7 +48,7 @@ def test_int8_is_quantised_and_smaller(exported):
 
 
 def test_float_formats_take_raw_rgb_like_the_keras_model(exported):
-    paths, _ = split_images(exported["split"], "test")
+    paths, _ = split_images("test", exported["split"])
     batch = load_batch(paths, IMAGE_SIZE)  # raw RGB 0..255, already at the model's size
     reference = predict_all(runner(tiny_model_file()), batch, batch_size=5)
     for name in ("tflite", "onnx"):
