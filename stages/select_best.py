@@ -15,9 +15,11 @@ from mlflow import MlflowClient
 
 from facemask import UserError
 from facemask.files import read_json, write_json
+from facemask.model import load
 from facemask.params import load_section
 from facemask.stage import run
 from facemask.tracking import configure, run_tags
+from stages.train import PIP_REQUIREMENTS
 
 METRICS = {"val_macro_f1": ("val", "macro_f1"), "val_accuracy": ("val", "accuracy")}
 BEST_DIR = Path("models/best")
@@ -80,8 +82,8 @@ def register(winner: str, model_name: str) -> str:
         model_uri = record["model_uri"]
     except mlflow.exceptions.MlflowException:
         with mlflow.start_run(run_name=f"select-{winner}", tags=run_tags(winner, "select")):
-            from facemask.model import load
-            model_uri = mlflow.keras.log_model(load(BEST_DIR / "model.keras"), name="model").model_uri
+            model_uri = mlflow.keras.log_model(load(BEST_DIR / "model.keras"), name="model",
+                                               pip_requirements=PIP_REQUIREMENTS).model_uri
     version = mlflow.register_model(model_uri, model_name).version
     MlflowClient().set_registered_model_alias(model_name, "champion", version)
     return str(version)
