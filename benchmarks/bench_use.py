@@ -28,7 +28,7 @@ from facemask import CLASSES  # noqa: E402
 from facemask.detect import FaceDetector  # noqa: E402
 from facemask.export import FORMATS, export, runner, timing  # noqa: E402
 from facemask.images import list_class_images, load_batch, load_rgb  # noqa: E402
-from facemask.model import load  # noqa: E402
+from facemask.model import input_size, load  # noqa: E402
 from facemask.predict import Predictor  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def format_speed(model_path: Path, calibration: list[Path], seconds: float) -> dict:
     model = load(model_path)
-    size = model.get_layer("resize").height
+    size = input_size(model)
     results = {"keras": timing(runner(model_path), size, seconds=seconds)}
     with tempfile.TemporaryDirectory() as tmp:
         files = export(model, tmp, load_batch(calibration, size), FORMATS)

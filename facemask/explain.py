@@ -13,6 +13,7 @@ import numpy as np
 from facemask import CLASSES
 from facemask.files import write_json
 from facemask.images import load_batch
+from facemask.model import input_size
 
 MASK = np.array([c.startswith("with_mask") for c in CLASSES])
 OLD = np.array([c.endswith("_old") for c in CLASSES])
@@ -87,7 +88,7 @@ def explain(model, paths: list, y_true: np.ndarray, out_dir, per_class: int = 4,
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    size = model.get_layer("resize").height
+    size = input_size(model)
     rng = np.random.default_rng(seed)
     summary = {}
     for index, label in enumerate(CLASSES):

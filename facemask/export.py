@@ -16,6 +16,7 @@ import numpy as np
 from facemask import UserError
 from facemask.files import write_json
 from facemask.images import load_batch
+from facemask.model import input_size, load
 from facemask.predict import load_model
 from facemask.splits import split_images
 
@@ -35,7 +36,7 @@ def export(model, out_dir, calibration: np.ndarray, formats=FORMATS) -> dict[str
     """
     import tensorflow as tf
 
-    size = model.get_layer("resize").height
+    size = input_size(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -78,8 +79,6 @@ def runner(path, threads: int = 2):
     """A function from an (n, size, size, 3) float32 batch to (n, 4) probabilities, for any format."""
     path = Path(path)
     if path.suffix == ".keras":
-        from facemask.model import load
-
         model = load(path)
         return lambda batch: np.asarray(model.predict_on_batch(batch))
     if path.suffix == ".onnx":
@@ -163,7 +162,7 @@ def export_and_check(model_path, split_dir, out_dir, metrics_path, calibration_c
     """
     tolerance = {**TOLERANCE, **(tolerance or {})}
     model = load_model(model_path)
-    size = model.get_layer("resize").height
+    size = input_size(model)
     train_paths, _ = split_images("train", split_dir)
     test_paths, y_test = split_images("test", split_dir)
     if not train_paths or not test_paths:

@@ -64,13 +64,19 @@ def resizer(image_size: int) -> keras.layers.Resizing:
     return keras.layers.Resizing(image_size, image_size, crop_to_aspect_ratio=True, name="resize")
 
 
-def load_batch(paths, image_size: int) -> np.ndarray:
-    """Load and resize `paths` to an (n, size, size, 3) float32 batch; the model's resize is then a no-op."""
+def resize_batch(items, image_size: int, read=np.asarray) -> np.ndarray:
+    """An (n, size, size, 3) float32 batch of the RGB arrays read(item) gives, resized one at a time
+    as the model resizes (the model's own resize is then a no-op)."""
     resize = resizer(image_size)
-    batch = np.zeros((len(paths), image_size, image_size, 3), dtype=np.float32)
-    for i, path in enumerate(paths):
-        batch[i] = np.asarray(resize(load_rgb(path).astype(np.float32)))
+    batch = np.zeros((len(items), image_size, image_size, 3), dtype=np.float32)
+    for i, item in enumerate(items):
+        batch[i] = np.asarray(resize(np.asarray(read(item), dtype=np.float32)))
     return batch
+
+
+def load_batch(paths, image_size: int) -> np.ndarray:
+    """Load image files and resize them into one batch."""
+    return resize_batch(paths, image_size, read=load_rgb)
 
 
 def list_class_images(root: Path, classes) -> list[tuple[Path, str]]:

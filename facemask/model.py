@@ -56,6 +56,11 @@ def head(model: keras.Model) -> keras.Model:
     return keras.Model(features, x)
 
 
+def input_size(model: keras.Model) -> int:
+    """The square image size the model's built-in resize step produces."""
+    return model.get_layer("resize").height
+
+
 def backbone_of(model: keras.Model) -> keras.Model:
     """The nested keras.applications model inside `model`."""
     return next(layer for layer in model.layers if isinstance(layer, keras.Model))

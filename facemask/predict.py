@@ -12,8 +12,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from facemask import CLASSES, UserError
 from facemask.detect import FaceDetector, crop
-from facemask.images import IMAGE_SUFFIXES, ImageError, load_rgb, resizer
-from facemask.model import load
+from facemask.images import IMAGE_SUFFIXES, ImageError, load_rgb, resize_batch
+from facemask.model import input_size, load
 
 DEFAULT_MODEL = Path("models/best/model.keras")
 
@@ -48,13 +48,11 @@ class Predictor:
                  detect: bool = True):
         self.model, self.whole_image, self.margin, self.detect = model, whole_image or not detect, margin, detect
         self.detector = detector or FaceDetector()
-        self.image_size = model.get_layer("resize").height
-        self._resize = resizer(self.image_size)
+        self.image_size = input_size(model)
 
     def classify(self, images: list[np.ndarray]) -> np.ndarray:
         """Class probabilities for RGB arrays of any size: resized exactly as load_batch does."""
-        batch = np.stack([np.asarray(self._resize(np.asarray(img, dtype=np.float32))) for img in images])
-        return np.asarray(self.model.predict_on_batch(batch))
+        return np.asarray(self.model.predict_on_batch(resize_batch(images, self.image_size)))
 
     def predict_image(self, rgb: np.ndarray, file: str, whole_image: bool | None = None) -> list[dict]:
         """Records for every face found; with no face, the whole image's record or a `no_face` one."""

@@ -21,7 +21,7 @@ from facemask import CLASSES  # noqa: E402
 from facemask.evaluation import accuracy_by, classification_metrics, report_text  # noqa: E402
 from facemask.files import write_csv, write_json  # noqa: E402
 from facemask.images import load_batch  # noqa: E402
-from facemask.model import load  # noqa: E402
+from facemask.model import input_size, load  # noqa: E402
 from facemask.params import load_section  # noqa: E402
 from facemask.splits import SPLIT_DIR, image_path, split_rows  # noqa: E402
 from facemask.stage import run  # noqa: E402
@@ -34,7 +34,7 @@ def evaluate(model, rows: list[dict], split_dir: Path = SPLIT_DIR, batch_size: i
     paths = [image_path(r, split_dir) for r in rows]
     y_true = np.array([CLASSES.index(r["label"]) for r in rows])
     started = time.perf_counter()
-    batch = load_batch(paths, model.get_layer("resize").height)
+    batch = load_batch(paths, input_size(model))
     loaded = time.perf_counter()
     probabilities = model.predict(batch, batch_size=batch_size, verbose=0)
     inferred = time.perf_counter()

@@ -27,7 +27,7 @@ from facemask.checkpoint import Checkpoint, fingerprint
 from facemask.evaluation import classification_metrics
 from facemask.files import read_json, write_csv, write_json
 from facemask.images import load_batch
-from facemask.model import head, load
+from facemask.model import head, input_size, load
 from facemask.params import backbone_section, load_section
 from facemask.stage import run
 from facemask.tracking import configure, start_run
@@ -159,7 +159,7 @@ def train_phases(model: keras.Model, features: dict, image_size: int, params: di
 
 def predict_labels(model: keras.Model, paths: list, batch_size: int = 32) -> np.ndarray:
     """Top-1 class index for each image file, through the full saved-model path."""
-    size = model.get_layer("resize").height
+    size = input_size(model)
     return model.predict(load_batch(paths, size), batch_size=batch_size, verbose=0).argmax(axis=1)
 
 
