@@ -93,7 +93,7 @@ SCHEMA = {
 }
 BACKBONE_SCHEMA = {
     "features": {"image_size": (_whole(1), REQUIRED), "weights": _weights, "members": None},  # members: in check()
-    "train": {"epochs": _whole(1), "batch_size": _whole(1), "learning_rate": _number(0, low_open=True),
+    "train": {"epochs": _whole(0), "batch_size": _whole(1), "learning_rate": _number(0, low_open=True),
               "dropout": _number(0, 0.99), "class_weight": _one_of("balanced", "none"),
               "fine_tune_layers": _fine_tune_layers, "fine_tune_epochs": _whole(0),
               "fine_tune_learning_rate": _number(0, low_open=True)},
@@ -133,7 +133,10 @@ def check(params: dict) -> tuple[list[str], list[str]]:
         if candidate not in (features or BACKBONES):
             problems.append(f"{where}: no features.backbones.{candidate} to train on; add one" if candidate in BACKBONES
                             else f"{where}: unknown backbone {candidate!r}; {choices}")
-        _check_mapping(spec, where, BACKBONE_SCHEMA["train"], problems, warnings)
+        if _check_mapping(spec, where, BACKBONE_SCHEMA["train"], problems, warnings) and \
+                spec.get("epochs", 30) == 0 and spec.get("fine_tune_epochs", 0) == 0:
+            problems.append(f"{where}: epochs and fine_tune_epochs are both 0, so nothing would train; "
+                            "set one of them above 0")
     return problems, warnings
 
 

@@ -1,6 +1,7 @@
 """Stage train@<backbone>: fit the head on cached features, optionally fine-tune the top layers.
 
-Phase 1 trains dropout + softmax on the frozen backbone's cached features (seconds). Phase 2, when
+Phase 1 trains dropout + softmax on the frozen backbone's cached features (seconds; epochs: 0 skips
+it, so phase 2 starts from the untrained head, which validated better for MobileNetV2). Phase 2, when
 fine_tune_epochs > 0, unfreezes the top `fine_tune_layers` backbone layers ("all" for every layer,
 the only sensible choice without pretrained weights) and trains on the images at a low learning rate.
 Pretrained BatchNorm stays in inference mode. Writes models/<backbone>/{model.keras, mlflow.json},
@@ -141,10 +142,10 @@ def fit(model: keras.Model, data: Batches, validation: tuple, epochs: int, patie
 
 def train_phases(model: keras.Model, features: dict, image_size: int, params: dict, checkpoint: Checkpoint,
                  pretrained: bool) -> list:
-    """Phase 1 on the cached features (skipped when the checkpoint is already in phase 2), then phase 2
-    on the images when fine_tune_epochs > 0; returns the history rows of both."""
+    """Phase 1 on the cached features (skipped when epochs is 0 or the checkpoint is already in phase 2),
+    then phase 2 on the images when fine_tune_epochs > 0; returns the history rows of both."""
     patience, rows = int(params.get("patience", 5)), []
-    if checkpoint.state.get("phase") != "fine_tune":
+    if checkpoint.state.get("phase") != "fine_tune" and int(params.get("epochs", 30)) > 0:
         rows = fit(head_model(model, params), batches(features["train_x"], features["train_y"], params),
                    (features["val_x"], features["val_y"]), int(params.get("epochs", 30)), patience, "head",
                    checkpoint, rows)

@@ -44,6 +44,8 @@ TINY = {
     "augment": {"copies": 1},
     "features": {"weights_dir": "", "image_size": 71, "weights": "none"},  # 71 px: Xception's minimum
     "train": {"epochs": 1, "fine_tune_epochs": 0},
+    # One candidate skips the head phase and fine-tunes from the start, as MobileNetV2 does in params.yaml.
+    "train_from_start": ("MobileNetV2", {"epochs": 0, "fine_tune_epochs": 1, "fine_tune_layers": "all"}),
     "select": {"threshold": 0.0},
     "synthesize": {"pool": "pool", "old_from_pool": 4},
     # A random-weight model's near-uniform answers flip under int8: only float parity is enforced here.
@@ -61,6 +63,8 @@ def _tiny_params() -> dict:
         spec.update(image_size=TINY["features"]["image_size"], weights=TINY["features"]["weights"])
     for spec in params["train"]["backbones"].values():
         spec.update(TINY["train"])
+    name, spec = TINY["train_from_start"]
+    params["train"]["backbones"][name].update(spec)
     params["select"].update(TINY["select"])
     for section in ("synthesize", "export", "explain"):
         params[section].update(TINY[section])
@@ -93,6 +97,8 @@ def test_end_to_end_repro_then_noop(tmp_path):
         assert 0 <= test_metrics["accuracy"] <= 1 and test_metrics["split"] == "test"
         assert (project / "models" / name / "model.keras").is_file()
     assert (project / "models" / "best" / "model.keras").is_file()
+    history = (project / "plots" / TINY["train_from_start"][0] / "history.csv").read_text().splitlines()
+    assert [row.split(",")[1] for row in history[1:]] == ["fine_tune"]  # no head phase, one fine-tune epoch
     assert {"tflite", "tflite_int8", "onnx"} <= set(files["metrics/export.json"]["data"]["formats"])
     assert (project / "reports" / "explain" / "gradcam_with_mask_old.jpg").is_file()
     synthetic = (project / "data" / "augmented" / "augment.csv").read_text()

@@ -33,7 +33,7 @@ def test_the_projects_params_are_valid():
     ("features.backbones.Xception.image_size", 64, "image_size must be >= 71 for Xception"),
     ("features.backbones.MobileNetV2.weights", "nowhere.h5", "imagenet, none, or the path of an existing weights file"),
     ("train.patience", "5", "train.patience must be a whole number >= 1, got '5'"),
-    ("train.backbones.MobileNetV2.epochs", "ten", "epochs must be a whole number >= 1, got 'ten'"),
+    ("train.backbones.MobileNetV2.epochs", "ten", "epochs must be a whole number >= 0, got 'ten'"),
     ("train.backbones.MobileNetV2.learning_rate", "fast", "learning_rate must be a number > 0"),
     ("train.backbones.MobileNetV2.class_weight", "auto", "class_weight must be one of: balanced, none"),
     ("train.backbones.MobileNetV2.fine_tune_layers", "most", "fine_tune_layers must be all, or a whole number"),
@@ -44,6 +44,13 @@ def test_the_projects_params_are_valid():
 def test_a_wrong_value_is_named_with_what_it_must_be(dotted, value, expected):
     problems = _problems(**{dotted: value})
     assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_a_candidate_that_would_train_nothing_is_refused():
+    assert _problems(**{"train.backbones.Xception.epochs": 0}) == [
+        "train.backbones.Xception: epochs and fine_tune_epochs are both 0, so nothing would train; "
+        "set one of them above 0"]
+    assert _problems(**{"train.backbones.Xception.epochs": 0, "train.backbones.Xception.fine_tune_epochs": 1}) == []
 
 
 def test_an_unknown_backbone_lists_the_valid_choices():
