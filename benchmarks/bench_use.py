@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from facemask import CLASSES  # noqa: E402
 from facemask.detect import FaceDetector  # noqa: E402
-from facemask.export import FORMATS, export, runner, timing  # noqa: E402
+from facemask.export import FORMATS, export, keras_runner, runner, timing  # noqa: E402
 from facemask.images import list_class_images, load_batch, load_rgb  # noqa: E402
 from facemask.model import input_size, load  # noqa: E402
 from facemask.predict import Predictor  # noqa: E402
@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 def format_speed(model_path: Path, calibration: list[Path], seconds: float) -> dict:
     model = load(model_path)
     size = input_size(model)
-    results = {"keras": timing(runner(model_path), size, seconds=seconds)}
+    results = {"keras": timing(keras_runner(model), size, seconds=seconds)}
     with tempfile.TemporaryDirectory() as tmp:
         files = export(model, tmp, load_batch(calibration, size), FORMATS)
         for name, path in files.items():

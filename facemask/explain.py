@@ -118,19 +118,11 @@ def log_to_mlflow(out_dir, model_path) -> None:
 
     import mlflow
 
-    from facemask.tracking import configure, run_tags
+    from facemask.tracking import configure, recorded_run_id, start_run
 
     configure()
     out_dir, model_dir = Path(out_dir), Path(model_path).parent
     selection = model_dir / "selection.json"
     backbone = json.loads(selection.read_text())["winner"] if selection.is_file() else model_dir.name
-    record, run_id = Path("models") / backbone / "mlflow.json", None
-    if record.is_file():
-        run_id = json.loads(record.read_text())["run_id"]
-        try:
-            mlflow.get_run(run_id)
-        except mlflow.exceptions.MlflowException:
-            run_id = None
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"explain-{backbone}",
-                          tags=None if run_id else run_tags(backbone, "explain")):
+    with start_run(backbone, "explain", recorded_run_id(backbone), run_name=f"explain-{backbone}"):
         mlflow.log_artifacts(str(out_dir), "explain")

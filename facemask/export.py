@@ -75,12 +75,16 @@ def _saved_model_to_onnx(saved: str, path: Path) -> None:
             logging.getLogger(name).setLevel(level)
 
 
+def keras_runner(model):
+    """A function from an (n, size, size, 3) float32 batch to (n, 4) probabilities, for a loaded Keras model."""
+    return lambda batch: np.asarray(model.predict_on_batch(batch))
+
+
 def runner(path, threads: int = 2):
     """A function from an (n, size, size, 3) float32 batch to (n, 4) probabilities, for any format."""
     path = Path(path)
     if path.suffix == ".keras":
-        model = load(path)
-        return lambda batch: np.asarray(model.predict_on_batch(batch))
+        return keras_runner(load(path))
     if path.suffix == ".onnx":
         import onnxruntime
 
@@ -170,7 +174,7 @@ def export_and_check(model_path, split_dir, out_dir, metrics_path, calibration_c
     chosen = np.random.default_rng(seed).permutation(len(train_paths))[:calibration_count]
     files = export(model, out_dir, load_batch([train_paths[i] for i in sorted(chosen)], size), formats)
     test = load_batch(test_paths, size)
-    keras_run = runner(model_path)
+    keras_run = keras_runner(model)
     reference = predict_all(keras_run, test)
     accuracy = round(float((reference.argmax(1) == y_test).mean()), 4)
     report = {"image_size": size, "test_images": len(test_paths),

@@ -1,8 +1,10 @@
 """MLflow set-up: the embedded SQLite store unless MLFLOW_TRACKING_URI says otherwise."""
+import json
 import os
 import subprocess
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import mlflow
 
@@ -11,6 +13,8 @@ from facemask import UserError
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 EXPERIMENT = "facemask"
 REACH_TIMEOUT_S = 5
+# What a logged model needs to be served; mlflow's inference would list tensorflow and tensorflow-cpu both.
+PIP_REQUIREMENTS = ["tensorflow-cpu==2.21.0", "keras==3.15.1", "numpy==2.4.6"]
 
 
 class TrackingError(UserError):
@@ -47,15 +51,21 @@ def check_reachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
     )
 
 
-def start_run(backbone: str, stage: str, run_id: str | None = None) -> mlflow.ActiveRun:
-    """Resume run `run_id` if this store has it (a resumed stage), else start a new run for `backbone`."""
+def start_run(backbone: str, stage: str, run_id: str | None = None, run_name: str | None = None) -> mlflow.ActiveRun:
+    """Resume run `run_id` if this store has it, else start a new run named `run_name` (default: `backbone`)."""
     if run_id:
         try:
             mlflow.get_run(run_id)
             return mlflow.start_run(run_id=run_id)
         except mlflow.exceptions.MlflowException:
             pass
-    return mlflow.start_run(run_name=backbone, tags=run_tags(backbone, stage))
+    return mlflow.start_run(run_name=run_name or backbone, tags=run_tags(backbone, stage))
+
+
+def recorded_run_id(backbone: str, models_dir: Path = Path("models")) -> str | None:
+    """The id of `backbone`'s training run, from the models/<backbone>/mlflow.json that train writes."""
+    record = Path(models_dir) / backbone / "mlflow.json"
+    return json.loads(record.read_text())["run_id"] if record.is_file() else None
 
 
 def run_tags(backbone: str, stage: str) -> dict:

@@ -5,7 +5,6 @@ per image source (does the model read the face or the photo's origin?), and infe
 Writes metrics/<backbone>.json, plots/<backbone>/confusion.csv (a DVC confusion plot) and
 reports/<backbone>/{classification_report.txt, predictions.csv}; logs into the backbone's MLflow run.
 """
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,8 +24,7 @@ from facemask.model import input_size, load  # noqa: E402
 from facemask.params import load_section  # noqa: E402
 from facemask.splits import SPLIT_DIR, image_path, split_rows  # noqa: E402
 from facemask.stage import run  # noqa: E402
-from facemask.tracking import configure, run_tags  # noqa: E402
-
+from facemask.tracking import configure, recorded_run_id, start_run  # noqa: E402
 
 
 def evaluate(model, rows: list[dict], split_dir: Path = SPLIT_DIR, batch_size: int = 32) -> dict:
@@ -74,9 +72,7 @@ def main() -> None:
 
 def _log_to_mlflow(backbone: str, model_dir: Path, metrics: dict, report_dir: Path, result: dict) -> None:
     """Add test metrics and artifacts to the backbone's training run (a new run if it is not in this store)."""
-    run_id = _existing_run(model_dir / "mlflow.json")
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else backbone,
-                          tags=None if run_id else run_tags(backbone, "evaluate")):
+    with start_run(backbone, "evaluate", recorded_run_id(backbone, model_dir.parent)):
         mlflow.log_metrics({"test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"],
                             "test_accuracy_ci95_low": metrics["accuracy_ci95"][0],
                             "test_accuracy_ci95_high": metrics["accuracy_ci95"][1],
@@ -89,18 +85,6 @@ def _log_to_mlflow(backbone: str, model_dir: Path, metrics: dict, report_dir: Pa
             result["y_true"], result["y_pred"], labels=list(range(len(CLASSES))), display_labels=list(CLASSES),
             xticks_rotation=30)
         mlflow.log_figure(display.figure_, "evaluation/confusion_matrix.png")
-
-
-def _existing_run(record: Path) -> str | None:
-    """The training run's id, if that run exists in the current tracking store."""
-    if not record.is_file():
-        return None
-    run_id = json.loads(record.read_text())["run_id"]
-    try:
-        mlflow.get_run(run_id)
-    except mlflow.exceptions.MlflowException:
-        return None
-    return run_id
 
 
 if __name__ == "__main__":

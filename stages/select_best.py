@@ -18,8 +18,7 @@ from facemask.files import read_json, write_json
 from facemask.model import load
 from facemask.params import load_section
 from facemask.stage import run
-from facemask.tracking import configure, run_tags
-from stages.train import PIP_REQUIREMENTS
+from facemask.tracking import PIP_REQUIREMENTS, configure, run_tags
 
 METRICS = {"val_macro_f1": ("val", "macro_f1"), "val_accuracy": ("val", "accuracy")}
 BEST_DIR = Path("models/best")

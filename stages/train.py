@@ -31,13 +31,12 @@ from facemask.images import load_batch
 from facemask.model import head, input_size, load
 from facemask.params import backbone_section, load_section
 from facemask.stage import run
-from facemask.tracking import configure, start_run
+from facemask.tracking import PIP_REQUIREMENTS, configure, start_run
 from facemask.splits import split_images
 from stages.features import training_images
 
 FEATURES_ROOT = Path("data/features")
 CHECKPOINT_ROOT = Path(".checkpoints")
-PIP_REQUIREMENTS = ["tensorflow-cpu==2.21.0", "keras==3.15.1", "numpy==2.4.6"]
 
 
 class Batches(keras.utils.PyDataset):
@@ -125,11 +124,11 @@ def fit(model: keras.Model, data: Batches, validation: tuple, epochs: int, patie
         logs = {k: float(v[-1]) for k, v in logs.items()}
         rows.append({"epoch": len(rows) + 1, "phase": phase, **{k: round(v, 5) for k, v in logs.items()}})
         mlflow.log_metrics(logs, step=len(rows))
-        if best_weights is None:
-            best_weights = model.get_weights()
         wait += 1
         if logs["val_loss"] < best:
             best, best_weights, wait = logs["val_loss"], model.get_weights(), 0
+        elif best_weights is None:  # a first epoch without a comparable val_loss (NaN) still counts
+            best_weights = model.get_weights()
         stopped, epoch = wait >= patience, epoch + 1
         checkpoint.save({"phase": phase, "epoch": epoch, "wait": wait, "best": best, "stopped": stopped,
                          "rows": rows, "run_id": checkpoint.state.get("run_id")},
@@ -144,11 +143,10 @@ def train_phases(model: keras.Model, features: dict, image_size: int, params: di
                  pretrained: bool) -> list:
     """Phase 1 on the cached features (skipped when epochs is 0 or the checkpoint is already in phase 2),
     then phase 2 on the images when fine_tune_epochs > 0; returns the history rows of both."""
-    patience, rows = int(params.get("patience", 5)), []
-    if checkpoint.state.get("phase") != "fine_tune" and int(params.get("epochs", 30)) > 0:
+    patience, head_epochs, rows = int(params.get("patience", 5)), int(params.get("epochs", 30)), []
+    if checkpoint.state.get("phase") != "fine_tune" and head_epochs > 0:
         rows = fit(head_model(model, params), batches(features["train_x"], features["train_y"], params),
-                   (features["val_x"], features["val_y"]), int(params.get("epochs", 30)), patience, "head",
-                   checkpoint, rows)
+                   (features["val_x"], features["val_y"]), head_epochs, patience, "head", checkpoint, rows)
     if int(params.get("fine_tune_epochs", 0)) > 0:
         train_paths, train_y = training_images()
         val_paths, val_y = split_images("val")
