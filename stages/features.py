@@ -12,16 +12,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from facemask import CLASSES
 from facemask.backbones import resolve_weights
-from facemask.files import read_csv, write_json
+from facemask.files import write_json
 from facemask.images import load_batch
 from facemask.model import build_ensemble, feature_extractor
 from facemask.params import backbone_section, load_section
-from facemask.splits import split_images
+from facemask.splits import split_images, training_images
 from facemask.stage import run
 
-AUGMENTED_DIR = Path("data/augmented")
 OUT_ROOT = Path("data/features")
 CHUNK = 256  # images decoded at a time, to bound memory
 
@@ -33,11 +31,6 @@ def extract(extractor: keras.Model, paths: list, image_size: int, batch_size: in
         for i in range(0, len(paths), CHUNK)
     ]
     return np.concatenate(chunks).astype(np.float32)
-
-
-def training_images() -> tuple[list[Path], np.ndarray]:
-    rows = read_csv(AUGMENTED_DIR / "augment.csv")
-    return [AUGMENTED_DIR / r["file"] for r in rows], np.array([CLASSES.index(r["label"]) for r in rows])
 
 
 def main() -> None:

@@ -30,10 +30,9 @@ from facemask.files import read_json, write_csv, write_json
 from facemask.images import load_batch
 from facemask.model import head, input_size, load
 from facemask.params import backbone_section, load_section
+from facemask.splits import split_images, training_images
 from facemask.stage import run
 from facemask.tracking import PIP_REQUIREMENTS, configure, start_run
-from facemask.splits import split_images
-from stages.features import training_images
 
 FEATURES_ROOT = Path("data/features")
 CHECKPOINT_ROOT = Path(".checkpoints")

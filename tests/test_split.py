@@ -1,10 +1,11 @@
 """Stage split: split-folders' 80/10/10, then no picture or group in two splits."""
 import pytest
 
-from facemask import UserError
+from facemask import CLASSES, UserError
 from facemask.datasets import generate
 from facemask.files import write_csv
 from stages.ingest import ingest
+from facemask.splits import split_images, training_images
 from stages.split import SPLITS, clusters, fix_leakage, leaking_clusters, split
 
 
@@ -63,3 +64,19 @@ def test_an_empty_split_is_refused(tiny_dataset, tmp_path):
     raw = _raw(tiny_dataset, tmp_path, lambda row: "")
     with pytest.raises(UserError, match="would be empty"):
         split(raw, tmp_path / "split", ratio=(0.8, 0.1, 0.1))
+
+
+def test_missing_split_or_training_tables_name_the_stage_to_run(tmp_path):
+    with pytest.raises(UserError, match=r"split\.csv: not found; run `dvc repro split`"):
+        split_images("test", tmp_path)
+    with pytest.raises(UserError, match=r"augment\.csv: not found; run `dvc repro augment`"):
+        training_images(tmp_path)
+
+
+def test_training_images_lists_augment_csv_in_class_order(tmp_path):
+    write_csv(tmp_path / "augment.csv", [{"file": "train/without_mask_old/a.png", "label": "without_mask_old"},
+                                         {"file": "train/with_mask_old/b__aug1.png", "label": "with_mask_old"}],
+              ["file", "label"])
+    paths, labels = training_images(tmp_path)
+    assert paths == [tmp_path / "train/without_mask_old/a.png", tmp_path / "train/with_mask_old/b__aug1.png"]
+    assert labels.tolist() == [CLASSES.index("without_mask_old"), CLASSES.index("with_mask_old")]
