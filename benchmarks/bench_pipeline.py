@@ -54,10 +54,10 @@ def cached_route(name: str) -> dict:
     from facemask.checkpoint import Checkpoint
     from facemask.evaluation import classification_metrics
     from facemask.files import read_json
-    from facemask.model import load
+    from facemask.model import load, predict_labels
     from facemask.params import backbone_section, load_section
     from facemask.splits import split_images
-    from stages.train import predict_labels, train_phases
+    from stages.train import train_phases
 
     section = load_section("train")
     params = {k: v for k, v in section.items() if k != "backbones"} | backbone_section(section, name, "train")

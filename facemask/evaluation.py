@@ -1,9 +1,12 @@
 """Classification metrics (scikit-learn) with a 95% confidence interval for accuracy (scipy)."""
+from collections.abc import Callable
+
 import numpy as np
 from scipy.stats import binomtest
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from facemask import CLASSES
+from facemask.images import REFRAMINGS
 
 
 def classification_metrics(y_true, y_pred, classes=CLASSES) -> dict:
@@ -40,3 +43,14 @@ def accuracy_by(values, y_true, y_pred) -> dict:
     """Accuracy within each distinct value of `values` (e.g. the image's source)."""
     values, hits = np.asarray(values), np.asarray(y_true) == np.asarray(y_pred)
     return {str(v): {"accuracy": float(hits[values == v].mean()), "n": int((values == v).sum())} for v in sorted(set(values))}
+
+
+def reframed_scores(y_true, predict: Callable[[str], np.ndarray]) -> dict:
+    """Accuracy and macro-F1 with every image re-framed each way in REFRAMINGS (predict(view) -> labels),
+    and their mean macro-F1. A model that reads the face, not the dataset's framing, keeps its scores."""
+    scores = {}
+    for view in REFRAMINGS:
+        metrics = classification_metrics(y_true, predict(view))
+        scores[view] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    scores["mean_macro_f1"] = float(np.mean([scores[view]["macro_f1"] for view in REFRAMINGS]))
+    return scores

@@ -12,6 +12,10 @@ SUFFIX_FORMATS = {".jpg": {"JPEG", "MPO"}, ".jpeg": {"JPEG", "MPO"}, ".png": {"P
                   ".gif": {"GIF"}, ".webp": {"WEBP"}, ".tif": {"TIFF"}, ".tiff": {"TIFF"}}
 IMAGE_SUFFIXES = frozenset(SUFFIX_FORMATS)
 DEFAULT_MAX_PIXELS = 40_000_000  # refuses decompression bombs before decoding
+# Fixed re-framings of a photo, to measure how much a model relies on the dataset's framing (outside
+# photos are framed differently): tighter keeps the centre 70% of each side; wider adds 25% of each
+# side around the photo, repeating its edge pixels or in black.
+REFRAMINGS = ("tighter", "wider_edge", "wider_black")
 
 
 class ImageError(UserError):
@@ -74,9 +78,21 @@ def resize_batch(items, image_size: int, read=np.asarray) -> np.ndarray:
     return batch
 
 
-def load_batch(paths, image_size: int) -> np.ndarray:
-    """Load image files and resize them into one batch."""
-    return resize_batch(paths, image_size, read=load_rgb)
+def reframe(rgb: np.ndarray, view: str) -> np.ndarray:
+    """`rgb` framed as REFRAMINGS names it."""
+    height, width = rgb.shape[:2]
+    if view == "tighter":
+        top, left = round(0.15 * height), round(0.15 * width)
+        return rgb[top:height - top, left:width - left]
+    if view in ("wider_edge", "wider_black"):
+        border = ((round(0.25 * height),) * 2, (round(0.25 * width),) * 2, (0, 0))
+        return np.pad(rgb, border, mode="edge" if view == "wider_edge" else "constant")
+    raise ValueError(f"unknown re-framing {view!r}; one of {REFRAMINGS}")
+
+
+def load_batch(paths, image_size: int, view: str | None = None) -> np.ndarray:
+    """Load image files (re-framed when `view` names one of REFRAMINGS) and resize them into one batch."""
+    return resize_batch(paths, image_size, read=load_rgb if view is None else lambda p: reframe(load_rgb(p), view))
 
 
 def list_class_images(root: Path, classes) -> list[tuple[Path, str]]:

@@ -1,9 +1,10 @@
 """Build the classifier: raw RGB in, class probabilities out, all preprocessing inside."""
 import keras
+import numpy as np
 
 from facemask import CLASSES, UserError
 from facemask.backbones import get_backbone, scaling_layers
-from facemask.images import resizer
+from facemask.images import load_batch, resizer
 
 FEATURES_LAYER = "features"
 HEAD_LAYERS = ("dropout", "classifier")
@@ -59,6 +60,12 @@ def head(model: keras.Model) -> keras.Model:
 def input_size(model: keras.Model) -> int:
     """The square image size the model's built-in resize step produces."""
     return model.get_layer("resize").height
+
+
+def predict_labels(model: keras.Model, paths: list, batch_size: int = 32, view: str | None = None) -> np.ndarray:
+    """Top-1 class index for each image file (re-framed as `view` says), through the full saved-model path."""
+    batch = load_batch(paths, input_size(model), view)
+    return model.predict(batch, batch_size=batch_size, verbose=0).argmax(axis=1)
 
 
 def backbone_of(model: keras.Model) -> keras.Model:

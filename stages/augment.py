@@ -43,8 +43,9 @@ def transform_pipeline(params: dict, seed: int) -> keras.Sequential:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
     if params.get("rotation", 0):
         layers.append(keras.layers.RandomRotation(params["rotation"], fill_mode="reflect", seed=seed + 1))
-    if params.get("zoom", 0):
-        layers.append(keras.layers.RandomZoom(params["zoom"], fill_mode="reflect", seed=seed + 2))
+    zoom_in, zoom_out = float(params.get("zoom_in", 0)), float(params.get("zoom_out", 0))
+    if zoom_in or zoom_out:  # Keras: a negative factor zooms in, a positive one zooms out
+        layers.append(keras.layers.RandomZoom((-zoom_in, zoom_out), fill_mode="reflect", seed=seed + 2))
     if params.get("shift", 0):
         layers.append(keras.layers.RandomTranslation(params["shift"], params["shift"], fill_mode="reflect", seed=seed + 3))
     if params.get("brightness", 0):

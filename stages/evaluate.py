@@ -1,7 +1,8 @@
 """Stage evaluate@<backbone>: score the saved model on the held-out test split, and only there.
 
 Metrics (scikit-learn): accuracy with its 95% CI, macro-F1, per-class precision/recall/F1, accuracy
-per image source (does the model read the face or the photo's origin?), and inference images/s.
+per image source and under fixed re-framings (does the model read the face, or the photo's origin and
+framing?), and inference images/s.
 Writes metrics/<backbone>.json, plots/<backbone>/confusion.csv (a DVC confusion plot) and
 reports/<backbone>/{classification_report.txt, predictions.csv}; logs into the backbone's MLflow run.
 """
@@ -17,10 +18,10 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from facemask import CLASSES  # noqa: E402
-from facemask.evaluation import accuracy_by, classification_metrics, report_text  # noqa: E402
+from facemask.evaluation import accuracy_by, classification_metrics, reframed_scores, report_text  # noqa: E402
 from facemask.files import write_csv, write_json  # noqa: E402
 from facemask.images import load_batch  # noqa: E402
-from facemask.model import input_size, load  # noqa: E402
+from facemask.model import input_size, load, predict_labels  # noqa: E402
 from facemask.params import load_section  # noqa: E402
 from facemask.splits import SPLIT_DIR, image_path, split_rows  # noqa: E402
 from facemask.stage import run  # noqa: E402
@@ -41,6 +42,7 @@ def evaluate(model, rows: list[dict], split_dir: Path = SPLIT_DIR, batch_size: i
     metrics["accuracy_by_source"] = accuracy_by([r.get("source", "unknown") for r in rows], y_true, y_pred)
     metrics["images_per_second"] = round(len(rows) / (inferred - loaded), 1)
     metrics["images_per_second_with_decode"] = round(len(rows) / (inferred - started), 1)
+    metrics["reframed"] = reframed_scores(y_true, lambda view: predict_labels(model, paths, batch_size, view))
     predictions = [
         {"file": r["file"], "source": r.get("source", ""), "actual": r["label"], "predicted": CLASSES[p],
          **{f"p_{c}": round(float(q), 5) for c, q in zip(CLASSES, prob)}}
@@ -77,6 +79,7 @@ def _log_to_mlflow(backbone: str, model_dir: Path, metrics: dict, report_dir: Pa
                             "test_accuracy_ci95_low": metrics["accuracy_ci95"][0],
                             "test_accuracy_ci95_high": metrics["accuracy_ci95"][1],
                             "test_images_per_second": metrics["images_per_second"],
+                            "test_reframed_macro_f1": metrics["reframed"]["mean_macro_f1"],
                             **{f"test_recall_{c}": v["recall"] for c, v in metrics["per_class"].items()}})
         mlflow.log_artifact(str(report_dir / "classification_report.txt"), "evaluation")
         mlflow.log_artifact(str(report_dir / "predictions.csv"), "evaluation")

@@ -25,10 +25,10 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from facemask import CLASSES
 from facemask.checkpoint import Checkpoint, fingerprint
-from facemask.evaluation import classification_metrics
+from facemask.evaluation import classification_metrics, reframed_scores
 from facemask.files import read_json, write_csv, write_json
 from facemask.images import load_batch
-from facemask.model import head, input_size, load
+from facemask.model import head, load, predict_labels
 from facemask.params import backbone_section, load_section
 from facemask.splits import split_images, training_images
 from facemask.stage import run
@@ -155,12 +155,6 @@ def train_phases(model: keras.Model, features: dict, image_size: int, params: di
     return rows
 
 
-def predict_labels(model: keras.Model, paths: list, batch_size: int = 32) -> np.ndarray:
-    """Top-1 class index for each image file, through the full saved-model path."""
-    size = input_size(model)
-    return model.predict(load_batch(paths, size), batch_size=batch_size, verbose=0).argmax(axis=1)
-
-
 def main() -> None:
     backbone = sys.argv[1]
     section = load_section("train")
@@ -192,7 +186,9 @@ def main() -> None:
         train_seconds = time.perf_counter() - started
         val_paths, val_y = split_images("val")
         val = classification_metrics(val_y, predict_labels(model, val_paths))
+        val["reframed"] = reframed_scores(val_y, lambda view: predict_labels(model, val_paths, view=view))
         mlflow.log_metrics({"val_accuracy_final": val["accuracy"], "val_macro_f1": val["macro_f1"],
+                            "val_reframed_macro_f1": val["reframed"]["mean_macro_f1"],
                             "train_seconds": train_seconds})
         model.save(out_dir / "model.keras")
         info = mlflow.keras.log_model(model, name="model", pip_requirements=PIP_REQUIREMENTS)

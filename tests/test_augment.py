@@ -7,7 +7,7 @@ from stages.ingest import ingest
 from stages.split import split
 from tests.conftest import tree_digest
 
-PARAMS = {"copies": 1, "balance": True, "seed": 3, "flip": True, "rotation": 0.05, "zoom": 0.1,
+PARAMS = {"copies": 1, "balance": True, "seed": 3, "flip": True, "rotation": 0.05, "zoom_in": 0.1, "zoom_out": 0.1,
           "shift": 0.05, "brightness": 0.1, "contrast": 0.1}
 
 

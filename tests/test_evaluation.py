@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-from facemask.evaluation import accuracy_by, classification_metrics, report_text
+from facemask.evaluation import accuracy_by, classification_metrics, reframed_scores, report_text
+from facemask.images import REFRAMINGS
 
 # A known confusion: rows are true classes 0..3, columns predictions.
 CONFUSION = np.array([[8, 2, 0, 0], [1, 9, 0, 0], [0, 0, 7, 3], [0, 1, 0, 9]])
@@ -31,3 +32,12 @@ def test_report_text_has_the_seed_report_and_the_matrix():
 def test_accuracy_by_source():
     result = accuracy_by(["a", "a", "b", "b"], [0, 1, 2, 3], [0, 0, 2, 3])
     assert result == {"a": {"accuracy": 0.5, "n": 2}, "b": {"accuracy": 1.0, "n": 2}}
+
+
+def test_reframed_scores_score_each_view_and_average_macro_f1():
+    y_true = np.array([0, 1, 2, 3] * 5)
+    wrong_age = np.array([1, 0, 3, 2] * 5)
+    scores = reframed_scores(y_true, lambda view: y_true if view == "tighter" else wrong_age)
+    assert scores["tighter"] == {"accuracy": 1.0, "macro_f1": 1.0}
+    assert scores["wider_edge"]["accuracy"] == scores["wider_black"]["accuracy"] == 0.0
+    assert set(scores) == {*REFRAMINGS, "mean_macro_f1"} and scores["mean_macro_f1"] == pytest.approx(1 / 3)

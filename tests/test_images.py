@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facemask.images import ImageError, load_batch, load_rgb, resizer
+from facemask.images import REFRAMINGS, ImageError, load_batch, load_rgb, reframe, resizer
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "CMYK", "LA", "I;16"])
@@ -57,3 +57,22 @@ def test_batch_matches_the_models_own_resize(tmp_path):
     assert batch.shape == (1, 24, 24, 3)
     np.testing.assert_array_equal(batch[0], direct)
     np.testing.assert_array_equal(np.asarray(resizer(24)(batch)), batch)
+
+
+def test_reframings_crop_tighter_or_add_a_border():
+    rgb = np.random.default_rng(0).integers(1, 255, (100, 80, 3), dtype=np.uint8)
+    assert np.array_equal(reframe(rgb, "tighter"), rgb[15:85, 12:68])
+    edge, black = reframe(rgb, "wider_edge"), reframe(rgb, "wider_black")
+    assert edge.shape == black.shape == (150, 120, 3)
+    assert np.array_equal(edge[25:125, 20:100], rgb) and np.array_equal(black[25:125, 20:100], rgb)
+    assert np.array_equal(edge[0, 20:100], rgb[0]) and not black[:25].any() and not black[:, :20].any()
+    with pytest.raises(ValueError, match="unknown re-framing"):
+        reframe(rgb, "sideways")
+
+
+def test_load_batch_reframes_before_the_one_resize(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 255, (60, 60, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    for view in REFRAMINGS:
+        expected = np.asarray(resizer(32)(reframe(rgb, view).astype(np.float32)))
+        assert np.allclose(load_batch([tmp_path / "a.png"], 32, view)[0], expected)

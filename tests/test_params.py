@@ -28,7 +28,7 @@ def test_the_projects_params_are_valid():
     ("split.ratio", [0.8, 0.3, 0.1], "add up to 1"),
     ("split.seed", True, "split.seed must be a whole number >= 0, got True"),
     ("augment.flip", "yes", "augment.flip must be true or false"),
-    ("augment.zoom", -0.1, "augment.zoom must be a number >= 0 and <= 1"),
+    ("augment.zoom_in", 0.95, "augment.zoom_in must be a number >= 0 and <= 0.9"),
     ("features.batch_size", 0, "features.batch_size must be a whole number >= 1, got 0"),
     ("features.backbones.Xception.image_size", 64, "image_size must be >= 71 for Xception"),
     ("features.backbones.MobileNetV2.weights", "nowhere.h5", "imagenet, none, or the path of an existing weights file"),
