@@ -16,6 +16,7 @@ $(VENV)/installed: requirements.txt
 install: $(VENV)/installed
 
 run: install
+	$(PYTHON) -m stages.ingest --check
 	dvc repro
 	dvc metrics show
 

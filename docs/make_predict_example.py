@@ -2,9 +2,9 @@
 
     python docs/make_predict_example.py [--model models/best/model.keras]
 
-Takes two masked and two unmasked test-split photos from chandrikadeb7 (MIT licensed; the other
-sources may not be redistributed), the first of each class in a seeded order among those at least
-300 px a side, and draws what `python -m facemask predict --out` draws. Run after `dvc repro`.
+Takes the first two masked and the first two unmasked (any age group) test-split photos from
+chandrikadeb7 (MIT licensed; the other sources may not be redistributed), in a seeded order among
+those at least 300 px a side, and draws what `python -m facemask predict --out` draws. Run after `dvc repro`.
 """
 import argparse
 import json
@@ -15,9 +15,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for facemask
+from facemask import UserError  # noqa: E402
 from facemask.images import load_rgb  # noqa: E402
 from facemask.predict import DEFAULT_MODEL, Predictor, annotate, load_model  # noqa: E402
 from facemask.splits import image_path, split_rows  # noqa: E402
+from facemask.stage import run  # noqa: E402
 
 OUT = Path("docs/predict_example.jpg")
 TILE = 400
@@ -26,12 +28,14 @@ SOURCE = "chandrikadeb7_face_mask_detection"
 
 def pick_photos(seed: int = 1337) -> list[Path]:
     """Masked, unmasked, unmasked, masked: test-split photos from SOURCE, at least 300 px a side."""
-    rows = [r for r in split_rows("test") if r["source"] == SOURCE and min(int(r["width"]), int(r["height"])) >= 300]
+    rows = [r for r in split_rows("test")
+            if r.get("source") == SOURCE and min(int(r["width"]), int(r["height"])) >= 300]
     rows = [rows[i] for i in np.random.default_rng(seed).permutation(len(rows))]
     masked = [image_path(r) for r in rows if r["label"].startswith("with_mask")][:2]
     unmasked = [image_path(r) for r in rows if r["label"].startswith("without_mask")][:2]
     if len(masked) < 2 or len(unmasked) < 2:
-        sys.exit(f"fewer than two masked and two unmasked {SOURCE} test photos of 300 px or more; run `dvc repro split`")
+        raise UserError(f"fewer than two masked and two unmasked {SOURCE} test photos of 300 px or more "
+                        "(split.csv needs its source column); run `dvc repro split`")
     return [masked[0], unmasked[0], unmasked[1], masked[1]]
 
 
@@ -59,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, "make_predict_example")

@@ -10,7 +10,7 @@ from facemask.images import REFRAMINGS
 
 
 def classification_metrics(y_true, y_pred, classes=CLASSES) -> dict:
-    """Accuracy with its Wilson 95% CI, macro-F1, and per-class precision/recall/F1/support."""
+    """Accuracy with its Wilson 95% CI, macro-F1, and per-class precision/recall/F1."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels = list(range(len(classes)))
     correct = int((y_true == y_pred).sum())

@@ -19,8 +19,10 @@ def build_ensemble(members: dict, image_size: int, dropout: float = 0.2, name: s
     """One classifier over several backbones ({name: weights file or None}): their pooled features
     are concatenated before the head, so the ensemble is still one model with one softmax.
 
-    A pretrained backbone keeps BatchNorm in inference mode (also when fine-tuned); a backbone
-    trained from scratch (no weights) needs BatchNorm to learn its statistics.
+    A pretrained backbone is called with training=False, so its BatchNorm runs in inference mode in
+    predict and in the head's training; when fine-tuning, Keras 3's fit() ignores that flag and
+    stages.train freezes those BatchNorm layers instead. A backbone trained from scratch (no weights)
+    needs BatchNorm to learn its statistics.
     """
     inputs = keras.Input(shape=(None, None, 3), name="image")
     resized = resizer(image_size)(inputs)

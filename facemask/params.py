@@ -62,6 +62,11 @@ def _optional_text(value):
         return "a folder path, or empty"
 
 
+def _texts(value):
+    if not isinstance(value, list) or any(_text(v) for v in value):
+        return "a list of non-empty texts, e.g. [utkface_crop_part1]"
+
+
 def _ratio(value):
     fraction = _number(0, 1, low_open=True)
     if (not isinstance(value, list) or len(value) != 3 or any(fraction(v) for v in value)
@@ -84,6 +89,9 @@ REQUIRED = object()  # marks a key that must be present: SCHEMA values are (chec
 SCHEMA = {
     "ingest": {"source": (_text, REQUIRED), "min_size": _whole(1), "max_pixels": _whole(1)},
     "split": {"ratio": _ratio, "seed": _whole(0)},
+    # pool: text only, as it may be absent where the data is (then old_from_pool: 0); synthesize checks it.
+    "synthesize": {"pool": _text, "old_from_pool": _whole(0), "young_from_train": _whole(0),
+                   "aligned_sources": _texts, "seed": _whole(0)},
     "augment": {"copies": _whole(0), "balance": _boolean, "seed": _whole(0), "flip": _boolean,
                 "zoom_in": _number(0, 0.9), "zoom_out": _number(0, 1),
                 **{k: _number(0, 1) for k in ("rotation", "shift", "brightness", "contrast")}},
@@ -91,6 +99,9 @@ SCHEMA = {
     "train": {"seed": _whole(0), "patience": _whole(1), "backbones": None},
     "evaluate": {"batch_size": _whole(1)},
     "select": {"metric": _one_of(*SELECT_METRICS), "threshold": _number(0, 1), "model_name": _text},
+    "export": {"calibration": _whole(1), "seconds": _number(0, low_open=True),
+               "int8_min_agreement": _number(0, 1), "int8_max_gap": _number(0, 1)},
+    "explain": {"per_class": _whole(1), "seed": _whole(0)},
 }
 BACKBONE_SCHEMA = {
     "features": {"image_size": (_whole(1), REQUIRED), "weights": _weights, "members": None},  # members: in check()
@@ -105,7 +116,7 @@ def check(params: dict) -> tuple[list[str], list[str]]:
     """Return (problems, warnings) for every section of `params` this module knows.
 
     A features candidate is a backbone name, or any name with `members: [backbone, ...]` (an ensemble);
-    every train candidate needs its features candidate.
+    every train candidate needs its features candidate; synthesize.old_from_pool > 0 needs a pool.
     """
     from facemask.backbones import BACKBONES  # imports Keras: only when needed (split, select don't)
 
@@ -113,6 +124,10 @@ def check(params: dict) -> tuple[list[str], list[str]]:
     for name, schema in SCHEMA.items():
         if name in params:
             _check_mapping(params[name], name, schema, problems, warnings)
+    synthesize = params.get("synthesize")
+    if isinstance(synthesize, dict) and "pool" not in synthesize and not _whole(1)(synthesize.get("old_from_pool", 0)):
+        problems.append("synthesize.pool is missing; set it to a folder of aligned older faces, "
+                        "or set synthesize.old_from_pool: 0")
     features, train = (_candidates(params, name, problems) for name in ("features", "train"))
     choices = f"choose from: {', '.join(BACKBONES)}"
     for candidate, spec in features.items():

@@ -111,6 +111,32 @@ def output_path(out_dir: Path, file: Path, folder: Path | None) -> Path:
     return target if target.suffix.lower() in (".jpg", ".jpeg", ".png") else target.with_name(target.name + ".png")
 
 
+def output_paths(files: list[tuple[Path, Path | None]], out_dir: Path) -> list[Path]:
+    """output_path of each (file, folder); a UserError if one would overwrite an input or another file's copy.
+
+    A target that exists and is no input is overwritten: it is taken for an earlier run's output, so that
+    running again into the same --out folder works.
+    """
+    for folder in {folder for _, folder in files if folder is not None}:
+        if out_dir.resolve().is_relative_to(folder.resolve()):
+            raise UserError(f"--out {out_dir} is inside the input folder {folder}: a later run would read the "
+                            "annotated copies as photos; pass an --out folder outside it")
+    inputs = {file.resolve(): file for file, _ in files}
+    written, targets = {}, []
+    for file, folder in files:
+        target = output_path(out_dir, file, folder)
+        key = target.resolve()
+        if key in inputs:
+            raise UserError(f"--out {out_dir}: the annotated copy of {file} would overwrite the input {inputs[key]}; "
+                            "pass another --out folder")
+        if key in written:
+            raise UserError(f"--out {out_dir}: the annotated copies of {written[key]} and {file} would both be "
+                            f"{target}; predict them in separate runs with different --out folders")
+        written[key] = file
+        targets.append(target)
+    return targets
+
+
 def format_text(record: dict) -> str:
     """One human-readable line for a record."""
     if record["status"] == "error":
@@ -129,9 +155,11 @@ def run(paths, predictor: Predictor, out_dir: Path | None = None, as_json: bool 
     files = collect(paths)
     if not files:
         raise UserError(f"no image files found in: {' '.join(map(str, paths))}")
+    targets = output_paths(files, Path(out_dir)) if out_dir is not None else [None] * len(files)
     failed, stream = 0, stream or sys.stdout
     show_bar = any(folder for _, folder in files)
-    for file, folder in tqdm(files, unit="photo", disable=None if show_bar else True, file=sys.stderr):
+    for (file, _), target in tqdm(zip(files, targets, strict=True), total=len(files), unit="photo",
+                                  disable=None if show_bar else True, file=sys.stderr):
         try:
             rgb = load_rgb(file)
             records = predictor.predict_image(rgb, str(file))
@@ -140,8 +168,7 @@ def run(paths, predictor: Predictor, out_dir: Path | None = None, as_json: bool 
             records, rgb = [{"file": str(file), "status": "error", "error": str(err)}], None
         for record in records:
             tqdm.write(json.dumps(record) if as_json else format_text(record), file=stream)
-        if out_dir is not None and rgb is not None:
-            target = output_path(Path(out_dir), file, folder)
+        if target is not None and rgb is not None:
             target.parent.mkdir(parents=True, exist_ok=True)
             annotate(rgb, records).save(target)
     return failed

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from facemask import CLASSES
+from facemask import CLASSES, UserError
 from facemask.images import ImageError, load_rgb
 from facemask.predict import Predictor
 
@@ -133,7 +133,11 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000,
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as err:  # address in use, a privileged port, an unknown or foreign host
+        raise UserError(f"port {port} on {host} is in use or not allowed ({err.strerror or err}); "
+                        "pass another --port (0 picks a free one) or --host") from None
     server.daemon_threads = True
     return server
 
@@ -164,11 +168,13 @@ def _from_multipart(content_type: str, body: bytes) -> tuple[bytes, str]:
 
 
 def serve(predictor: Predictor, host: str, port: int, max_bytes: int, model_name: str) -> None:
-    """Serve until Ctrl-C (a first prediction builds the detector and the model's graph)."""
-    predictor.predict_image(np.zeros((64, 64, 3), np.uint8), "warm-up")
+    """Serve until Ctrl-C: bind first, so a taken port fails fast, then warm up (a first prediction builds
+    the detector and the model's graph); requests that arrive meanwhile wait."""
     server = make_server(predictor, host, port, max_bytes, model_name)
-    print(f"serving {model_name} on http://{host}:{server.server_address[1]} (POST /predict, GET /health)", flush=True)
     try:
+        predictor.predict_image(np.zeros((64, 64, 3), np.uint8), "warm-up")
+        print(f"serving {model_name} on http://{host}:{server.server_address[1]} (POST /predict, GET /health)",
+              flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

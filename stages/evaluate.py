@@ -6,7 +6,6 @@ framing?), and inference images/s.
 Writes metrics/<backbone>.json, plots/<backbone>/confusion.csv (a DVC confusion plot) and
 reports/<backbone>/{classification_report.txt, predictions.csv}; logs into the backbone's MLflow run.
 """
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from facemask.images import load_batch  # noqa: E402
 from facemask.model import input_size, load, predict_labels  # noqa: E402
 from facemask.params import load_section  # noqa: E402
 from facemask.splits import SPLIT_DIR, image_path, split_rows  # noqa: E402
-from facemask.stage import run  # noqa: E402
+from facemask.stage import candidate_arg, require, run  # noqa: E402
 from facemask.tracking import configure, recorded_run_id, start_run  # noqa: E402
 
 
@@ -52,11 +51,11 @@ def evaluate(model, rows: list[dict], split_dir: Path = SPLIT_DIR, batch_size: i
 
 
 def main() -> None:
-    backbone = sys.argv[1]
+    backbone = candidate_arg("evaluate")
     params = load_section("evaluate")
     configure()  # an unreachable tracking server fails here, before evaluating
     model_dir = Path("models") / backbone
-    model = load(model_dir / "model.keras")
+    model = load(require(model_dir / "model.keras", f"train@{backbone}"))
     result = evaluate(model, split_rows("test"), SPLIT_DIR, int(params.get("batch_size", 32)))
     metrics = {"backbone": backbone, "split": "test", **result["metrics"]}
     report_dir = Path("reports") / backbone

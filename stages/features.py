@@ -5,7 +5,6 @@ output for an image never changes: computing it once here lets train fit the hea
 A candidate with `members: [...]` is an ensemble: one model whose head sees the members' pooled
 features side by side. Writes data/features/<candidate>/{base.keras, features.npz, meta.json}.
 """
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from facemask.images import load_batch
 from facemask.model import build_ensemble, feature_extractor
 from facemask.params import backbone_section, load_section
 from facemask.splits import split_images, training_images
-from facemask.stage import run
+from facemask.stage import candidate_arg, run
 
 OUT_ROOT = Path("data/features")
 CHUNK = 256  # images decoded at a time, to bound memory
@@ -34,7 +33,7 @@ def extract(extractor: keras.Model, paths: list, image_size: int, batch_size: in
 
 
 def main() -> None:
-    backbone = sys.argv[1]
+    backbone = candidate_arg("features")
     params = load_section("features")
     spec = backbone_section(params, backbone, "features")
     image_size, weights = int(spec["image_size"]), str(spec.get("weights", "imagenet"))

@@ -7,6 +7,7 @@ data/raw/ingest_report.csv: every skipped file with the reason, and every kept f
 """
 import http.client
 import shutil
+import sys
 import tarfile
 import tempfile
 import urllib.request
@@ -64,6 +65,7 @@ def ingest(class_root: Path, out_dir: Path, min_size: int = 32, max_pixels: int 
             if detected not in SUFFIX_FORMATS[path.suffix.lower()]:
                 report.append({"file": str(path), "label": label, "action": "kept",
                                "reason": f"a {detected} image named {path.suffix}; read as {detected}"})
+    _check_every_class_kept(kept, report)
     _copy(class_root, out_dir, kept)
     for row in kept:
         extra = metadata.get((row["label"], Path(row["file"]).name), {})
@@ -80,6 +82,17 @@ def _check_class_folders(class_root: Path) -> None:
         folder = class_root / label
         if not folder.is_dir() or not any(folder.iterdir()):
             raise IngestError(f"{folder}: missing or empty; every class needs images")
+
+
+def _check_every_class_kept(kept: list[dict], report: list[dict]) -> None:
+    """Refuse to go on when every file of a class was skipped: training needs images of each class."""
+    kept_labels = {row["label"] for row in kept}
+    skipped = {label: [r for r in report if r["label"] == label] for label in CLASSES if label not in kept_labels}
+    if skipped:
+        details = "; ".join(f"{label} (all {len(rows)} file(s) skipped, e.g. {rows[0]['file']}: {rows[0]['reason']})"
+                            for label, rows in skipped.items())
+        raise IngestError(f"no usable images in {details}. Every class needs at least one readable image of "
+                          "at least ingest.min_size pixels a side: add such images or lower ingest.min_size")
 
 
 def _inspect(path: Path, label: str, min_size: int, max_pixels: int) -> tuple[dict, str | None]:
@@ -112,7 +125,7 @@ def find_class_root(folder: Path) -> Path:
     for candidate in candidates:
         if candidate.is_dir() and any((candidate / label).is_dir() for label in CLASSES):
             return candidate
-    raise IngestError(f"{folder}: no class folders found; expected {list(CLASSES)} in it or one level below")
+    raise IngestError(f"{folder}: no class folders found; expected {list(CLASSES)} in it or one or two levels below")
 
 
 def load_metadata(folder: Path, class_root: Path) -> dict:
@@ -121,6 +134,18 @@ def load_metadata(folder: Path, class_root: Path) -> dict:
         if candidate.is_file():
             return {(row.get("label", ""), PurePosixPath(row.get("file", "")).name): row for row in read_csv(candidate)}
     return {}
+
+
+def check_local_source(source: str) -> Path:
+    """The path of a local `source`; an IngestError that says how to provide it when it is missing."""
+    path = Path(source)
+    if not path.exists():
+        raise IngestError(
+            f"ingest.source={source} does not exist. Put the dataset there (class folders {list(CLASSES)}), "
+            "e.g. `ln -s /path/to/facemask-age data/external/facemask-age`, or set ingest.source in params.yaml "
+            "(a folder, a .zip/.tar.gz archive or an http(s) URL)"
+        )
+    return path
 
 
 def materialise(source: str, workdir: Path) -> Path:
@@ -136,13 +161,7 @@ def materialise(source: str, workdir: Path) -> Path:
                 "and set ingest.source in params.yaml to the local folder or archive"
             ) from None
         return extract(archive, workdir / "extracted")
-    path = Path(source)
-    if not path.exists():
-        raise IngestError(
-            f"ingest.source={source} does not exist. Put the dataset there (class folders {list(CLASSES)}), "
-            "e.g. `ln -s /path/to/facemask-age data/external/facemask-age`, or set ingest.source in params.yaml "
-            "(a folder, a .zip/.tar.gz archive or an http(s) URL)"
-        )
+    path = check_local_source(source)
     if path.is_file():
         return extract(path, workdir / "extracted")
     return path
@@ -181,6 +200,10 @@ def _refuse_unsafe(archive: Path, member: str) -> None:
 
 def main() -> None:
     params = load_section("ingest")
+    if sys.argv[1:] == ["--check"]:  # `make run` asks first: dvc itself only says a dependency is missing
+        if not str(params["source"]).startswith(("http://", "https://")):
+            check_local_source(str(params["source"]))
+        return
     with tempfile.TemporaryDirectory() as workdir:
         folder = materialise(str(params["source"]), Path(workdir))
         class_root = find_class_root(folder)

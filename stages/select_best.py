@@ -17,7 +17,7 @@ from facemask import UserError
 from facemask.files import read_json, write_json
 from facemask.model import load
 from facemask.params import load_section
-from facemask.stage import run
+from facemask.stage import require, run
 from facemask.tracking import PIP_REQUIREMENTS, configure, run_tags
 
 METRICS = {"val_macro_f1": ("val", "macro_f1"), "val_accuracy": ("val", "accuracy")}
@@ -75,7 +75,7 @@ def load_candidates(names: list[str], metrics_dir: Path = Path("metrics")) -> di
 def register(winner: str, model_name: str) -> str:
     """Register the winner's logged model (logging it anew if its run is not in this store); alias champion."""
     configure()
-    record = read_json(Path("models") / winner / "mlflow.json")
+    record = read_json(require(Path("models") / winner / "mlflow.json", f"train@{winner}"))
     try:
         mlflow.get_run(record["run_id"])
         model_uri = record["model_uri"]

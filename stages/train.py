@@ -13,7 +13,6 @@ epoch the model, optimizer, early-stopping state, history and MLflow run id are 
 from its last epoch on the next `dvc repro` and ends exactly as an uninterrupted run would.
 """
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -31,11 +30,14 @@ from facemask.images import load_batch
 from facemask.model import head, load, predict_labels
 from facemask.params import backbone_section, load_section
 from facemask.splits import split_images, training_images
-from facemask.stage import run
+from facemask.stage import candidate_arg, require, run
 from facemask.tracking import PIP_REQUIREMENTS, configure, start_run
 
 FEATURES_ROOT = Path("data/features")
 CHECKPOINT_ROOT = Path(".checkpoints")
+# The code a checkpoint depends on (as this stage's deps in dvc.yaml): an edit to any starts over.
+CODE = [Path(__file__)] + [Path(__file__).parents[1] / "facemask" / f"{name}.py"
+                           for name in ("model", "images", "splits", "evaluation")]
 
 
 class Batches(keras.utils.PyDataset):
@@ -156,20 +158,19 @@ def train_phases(model: keras.Model, features: dict, image_size: int, params: di
 
 
 def main() -> None:
-    backbone = sys.argv[1]
+    backbone = candidate_arg("train")
     section = load_section("train")
     params = {k: v for k, v in section.items() if k != "backbones"} | backbone_section(section, backbone, "train")
     configure()  # an unreachable tracking server fails here, before any training
     keras.utils.set_random_seed(int(params.get("seed", 1337)))
     tf.config.experimental.enable_op_determinism()
     feature_dir = FEATURES_ROOT / backbone
-    meta = read_json(feature_dir / "meta.json")
+    meta = read_json(require(feature_dir / "meta.json", f"features@{backbone}"))
     features = dict(np.load(feature_dir / "features.npz"))
     model = load(feature_dir / "base.keras")
     model.get_layer("dropout").rate = float(params.get("dropout", 0.2))
     checkpoint = Checkpoint(CHECKPOINT_ROOT / backbone, fingerprint(
-        {"params": params, "keras": keras.__version__}, [feature_dir / "features.npz", feature_dir / "base.keras",
-                                                        Path(__file__)]))
+        {"params": params, "keras": keras.__version__}, [feature_dir / "features.npz", feature_dir / "base.keras", *CODE]))
     if checkpoint.state:
         print(f"train@{backbone}: resuming after {checkpoint.state['phase']} epoch {checkpoint.state['epoch']} "
               f"from {checkpoint.path}")

@@ -252,3 +252,21 @@ def test_ingest_stage_refuses_with_one_clear_line(tiny_dataset, tmp_path, setup,
     assert_user_error(run_stage(tmp_path / "project", "ingest"), "ingest", *fragments)
     assert not (tmp_path / "project" / "data" / "raw" / "manifest.csv").exists()
     assert tree_digest(tiny_dataset) == before
+
+
+@pytest.mark.parametrize("module, args, fragment", [
+    ("train", [], "usage: python -m stages.train CANDIDATE"),
+    ("train", ["MobileNetV2"], "data/features/MobileNetV2/meta.json: not found; run `dvc repro features@MobileNetV2`"),
+    ("evaluate", ["MobileNetV2"], "models/MobileNetV2/model.keras: not found; run `dvc repro train@MobileNetV2`"),
+], ids=["no-candidate", "train-before-features", "evaluate-before-train"])
+def test_a_stage_run_by_hand_before_its_inputs_exist_says_what_to_run(tmp_path, module, args, fragment):
+    write_params(tmp_path, {})
+    assert_user_error(run_stage(tmp_path, module, *args), module, fragment)
+
+
+def test_ingest_check_names_a_missing_source_before_dvc_runs(tiny_dataset, tmp_path):
+    write_params(tmp_path, {"ingest.source": str(tmp_path / "nowhere")})
+    assert_user_error(run_stage(tmp_path, "ingest", "--check"), "ingest", "nowhere does not exist", "ln -s")
+    write_params(tmp_path, {"ingest.source": str(tiny_dataset)})
+    assert run_stage(tmp_path, "ingest", "--check").returncode == 0
+    assert not (tmp_path / "data").exists()  # a check only: nothing ingested

@@ -55,6 +55,19 @@ def test_unknown_and_empty_class_folders_are_errors(tiny_dataset, tmp_path):
         ingest(tiny_dataset, tmp_path / "raw")
 
 
+def test_a_class_with_no_usable_image_is_an_error_naming_why(tiny_dataset, tmp_path):
+    for label in ("with_mask_old", "without_mask_young"):
+        for path in (tiny_dataset / label).iterdir():
+            Image.new("RGB", (8, 8)).save(path)
+    with pytest.raises(IngestError) as caught:
+        ingest(tiny_dataset, tmp_path / "raw", min_size=16)
+    message = str(caught.value)
+    assert "no usable images in with_mask_old (all 6 file(s) skipped" in message
+    assert "; without_mask_young (all 6 file(s) skipped" in message
+    assert "8x8 is smaller than ingest.min_size=16" in message and "lower ingest.min_size" in message
+    assert "with_mask_young" not in message and not (tmp_path / "raw").exists()
+
+
 def test_metadata_columns_are_joined(tiny_dataset, tmp_path):
     (tiny_dataset / "metadata.csv").write_text(
         "file,label,source,group,md5\nimages/with_mask_old/with_mask_old_000.jpg,with_mask_old,web,g1,ignored\n")
@@ -63,8 +76,12 @@ def test_metadata_columns_are_joined(tiny_dataset, tmp_path):
     assert row["source"] == "web" and row["group"] == "g1" and row["md5"] != "ignored"
 
 
-def test_class_root_is_found_one_level_down(tiny_dataset):
-    assert find_class_root(tiny_dataset.parent) == tiny_dataset
+def test_class_root_is_found_one_or_two_levels_down(tmp_path):
+    (tmp_path / "a" / "b" / "c" / "with_mask_old").mkdir(parents=True)
+    assert find_class_root(tmp_path / "a" / "b") == tmp_path / "a" / "b" / "c"
+    assert find_class_root(tmp_path / "a") == tmp_path / "a" / "b" / "c"
+    with pytest.raises(IngestError, match="in it or one or two levels below"):
+        find_class_root(tmp_path)
 
 
 def test_missing_source_names_the_param(tmp_path):

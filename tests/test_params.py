@@ -40,6 +40,17 @@ def test_the_projects_params_are_valid():
     ("select.metric", "test_accuracy", "select.metric must be one of: val_macro_f1, val_accuracy"),
     ("select.threshold", 1.5, "select.threshold must be a number >= 0 and <= 1"),
     ("evaluate", [32], "evaluate must be a mapping of settings"),
+    ("synthesize.old_from_pool", "many", "synthesize.old_from_pool must be a whole number >= 0, got 'many'"),
+    ("synthesize.young_from_train", -1, "synthesize.young_from_train must be a whole number >= 0"),
+    ("synthesize.pool", 42, "synthesize.pool must be a non-empty text, got 42"),
+    ("synthesize.aligned_sources", "utkface_crop_part1", "synthesize.aligned_sources must be a list of"),
+    ("synthesize.aligned_sources", ["utkface_crop_part1", None], "synthesize.aligned_sources must be a list of"),
+    ("export.calibration", 0, "export.calibration must be a whole number >= 1, got 0"),
+    ("export.seconds", 0, "export.seconds must be a number > 0"),
+    ("export.int8_min_agreement", 1.5, "export.int8_min_agreement must be a number >= 0 and <= 1"),
+    ("export.int8_max_gap", "small", "export.int8_max_gap must be a number >= 0 and <= 1"),
+    ("explain.per_class", 0, "explain.per_class must be a whole number >= 1, got 0"),
+    ("explain.seed", "x", "explain.seed must be a whole number >= 0"),
 ])
 def test_a_wrong_value_is_named_with_what_it_must_be(dotted, value, expected):
     problems = _problems(**{dotted: value})
@@ -96,6 +107,23 @@ def test_an_unknown_key_is_a_warning_not_an_error(tmp_path, capsys):
     path.write_text(yaml.safe_dump(params))
     assert load_section("train", path)["backbones"]["MobileNetV2"]["epoch"] == 3
     assert "train.backbones.MobileNetV2.epoch is not a setting the pipeline reads (a typo?)" in capsys.readouterr().err
+
+
+def test_a_pool_that_does_not_exist_is_fine_but_a_missing_one_is_not():
+    assert _problems(**{"synthesize.pool": "/nowhere/pool"}) == []
+    params = copy.deepcopy(PARAMS)
+    del params["synthesize"]["pool"]
+    assert check(params)[0] == ["synthesize.pool is missing; set it to a folder of aligned older faces, "
+                                "or set synthesize.old_from_pool: 0"]
+    params["synthesize"]["old_from_pool"] = 0
+    assert check(params)[0] == []
+
+
+def test_a_misspelt_synthesize_key_is_warned_about():
+    params = copy.deepcopy(PARAMS)
+    params["synthesize"]["young_from_trian"] = params["synthesize"].pop("young_from_train")
+    assert check(params) == ([], ["synthesize.young_from_trian is not a setting the pipeline reads (a typo?); "
+                                  "ignored"])
 
 
 def test_every_problem_is_reported_at_once(tmp_path):

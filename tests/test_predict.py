@@ -14,7 +14,7 @@ from facemask.images import load_batch, load_rgb
 from facemask.model import load
 from facemask.predict import Predictor, collect, load_model, run
 from tests.champion_support import StubDetector, make_split, plain_image, tiny_model_file, write_image
-from tests.conftest import REAL_DATASET
+from tests.conftest import REAL_DATASET, tree_digest
 
 FACE_KEYS = {"file", "status", "box", "detector_score", "label", "mask", "age_group", "confidence", "probabilities"}
 
@@ -109,6 +109,30 @@ def test_folders_are_searched_recursively_and_mirrored_in_out(model, tmp_path):
     assert len(out.getvalue().splitlines()) == 3 and "box=[2, 2, 20, 20]" in out.getvalue()
     written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.*"))
     assert written == ["photos/a.jpg", "photos/trip/b.png", "photos/trip/c.gif.png"]
+    assert run([tmp_path / "photos"], predictor, tmp_path / "out", stream=io.StringIO()) == 0  # reruns overwrite
+
+
+def test_out_that_would_overwrite_an_input_is_refused_before_any_work(model, tmp_path, monkeypatch):
+    write_image(tmp_path / "photos" / "a.jpg")
+    write_image(tmp_path / "photos" / "trip" / "b.png", seed=1)
+    before, out = tree_digest(tmp_path), io.StringIO()
+    monkeypatch.chdir(tmp_path)
+    predictor = Predictor(model, StubDetector([(2, 2, 20, 20)]))
+    with pytest.raises(UserError, match=r"--out \.: .*photos/a.jpg would overwrite the input.*another --out"):
+        run(["photos"], predictor, ".", stream=out)
+    with pytest.raises(UserError, match="b.png would overwrite the input"):
+        run(["photos/trip/b.png"], predictor, "photos/trip/../trip", stream=out)
+    with pytest.raises(UserError, match="--out photos/annotated is inside the input folder photos"):
+        run(["photos"], predictor, "photos/annotated", stream=out)
+    assert tree_digest(tmp_path) == before and out.getvalue() == ""
+
+
+def test_two_inputs_with_one_target_are_refused(model, tmp_path):
+    first, second = write_image(tmp_path / "a" / "x.jpg"), write_image(tmp_path / "b" / "x.jpg", seed=1)
+    out = io.StringIO()
+    with pytest.raises(UserError, match=r"a/x.jpg and .*b/x.jpg would both be .*out/x.jpg"):
+        run([first, second], Predictor(model, StubDetector([])), tmp_path / "out", stream=out)
+    assert not (tmp_path / "out").exists() and out.getvalue() == ""
 
 
 def test_missing_model_and_empty_folder_are_user_errors(model, tmp_path):

@@ -8,10 +8,11 @@ import threading
 
 import pytest
 
+from facemask import UserError
 from facemask.images import load_rgb
 from facemask.model import load
 from facemask.predict import Predictor
-from facemask.serve import make_server
+from facemask.serve import make_server, serve
 from tests.champion_support import StubDetector, tiny_model_file, write_image
 
 MAX_BYTES = 64 * 1024
@@ -147,3 +148,20 @@ def test_a_failing_model_gives_500_and_the_server_goes_on(photo):
         status, body = request(address, "POST", "/predict", photo.read_bytes(), {"Content-Type": "image/png"})
         assert status == 500 and "server log" in body["error"]
         assert request(address, "GET", "/health")[0] == 200
+
+
+def test_a_taken_port_is_a_user_error_before_the_warm_up():
+    class Counting:
+        calls = 0
+
+        def predict_image(self, rgb, file, whole_image=None):
+            self.calls += 1
+
+    predictor = Counting()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UserError, match=f"port {port} on 127.0.0.1 is in use.*--port"):
+            serve(predictor, "127.0.0.1", port, MAX_BYTES, "tiny")
+    assert predictor.calls == 0

@@ -6,7 +6,7 @@ from facemask.datasets import generate
 from facemask.files import write_csv
 from stages.ingest import ingest
 from facemask.splits import split_images, training_images
-from stages.split import SPLITS, clusters, fix_leakage, leaking_clusters, split
+from stages.split import SPLITS, LeakageError, clusters, fix_leakage, leaking_clusters, split
 
 
 def test_groups_and_identical_pictures_form_one_cluster():
@@ -41,10 +41,21 @@ def test_split_has_no_leakage_and_keeps_every_file_once(tmp_path):
     raw = _raw(dataset, tmp_path, lambda row: f"{row['label']}-{int(row['file'][-6:-4]) // 2}")
     rows, report = split(raw, tmp_path / "split", ratio=(0.5, 0.25, 0.25), seed=1337)
     assert not leaking_clusters(rows, {r["file"]: r["split"] for r in rows})
+    assert report["clusters_spanning_splits_before"] > 0 and report["files_moved"] > 0
     assert report["clusters_spanning_splits_after"] == 0
     on_disk = sorted(p.name for p in (tmp_path / "split").rglob("*.*"))
     assert on_disk == sorted(r["file"].rsplit("/", 1)[-1] for r in rows)
     assert {r["split"] for r in rows} == set(SPLITS)
+
+
+def test_leakage_left_by_the_fix_stops_the_stage_before_writing(tmp_path, monkeypatch):
+    dataset = tmp_path / "dataset12"
+    generate(dataset, per_class=12, size=40)
+    raw = _raw(dataset, tmp_path, lambda row: row["label"])  # one group per class: it must span splits
+    monkeypatch.setattr("stages.split.fix_leakage", lambda rows, assignment: (dict(assignment), 0))
+    with pytest.raises(LeakageError, match=r"4 clusters still span splits after fix_leakage"):
+        split(raw, tmp_path / "split", ratio=(0.5, 0.25, 0.25))
+    assert not (tmp_path / "split").exists()
 
 
 def test_same_seed_same_split(tiny_dataset, tmp_path):
