@@ -8,6 +8,8 @@ The model is registered (alias `champion`) only when its metric reaches `select.
 """
 import shutil
 import sys
+from functools import reduce
+from operator import getitem
 from pathlib import Path
 
 import mlflow
@@ -20,7 +22,9 @@ from facemask.params import load_section
 from facemask.stage import require, run
 from facemask.tracking import PIP_REQUIREMENTS, configure, run_tags
 
-METRICS = {"val_macro_f1": ("val", "macro_f1"), "val_accuracy": ("val", "accuracy")}
+# Where each metric is in a candidate's numbers; reframed: the mean macro-F1 over re-framed photos.
+METRICS = {"val_macro_f1": ("val", "macro_f1"), "val_accuracy": ("val", "accuracy"),
+           "val_reframed_macro_f1": ("val", "reframed", "mean_macro_f1")}
 BEST_DIR = Path("models/best")
 
 
@@ -31,12 +35,11 @@ def choose(candidates: dict[str, dict], metric: str) -> dict:
     """
     if metric not in METRICS:
         raise UserError(f"select.metric={metric}: choose one of {', '.join(METRICS)}")
-    split, key = METRICS[metric]
-    score = {name: c[split][key] for name, c in candidates.items()}
+    score = {name: reduce(getitem, METRICS[metric], c) for name, c in candidates.items()}
     winner = max(candidates, key=lambda name: score[name])
-    low, high = candidates[winner][split]["accuracy_ci95"]
+    low, high = candidates[winner]["val"]["accuracy_ci95"]
     tied = [name for name, c in candidates.items()
-            if name != winner and c[split]["accuracy_ci95"][1] >= low and c[split]["accuracy_ci95"][0] <= high]
+            if name != winner and c["val"]["accuracy_ci95"][1] >= low and c["val"]["accuracy_ci95"][0] <= high]
     return {"winner": winner, "metric": metric, "value": score[winner], "tie_with": tied, "scores": score}
 
 
@@ -52,8 +55,10 @@ def summary(candidates: dict[str, dict], choice: dict) -> dict:
                 "weights": c.get("weights"), "image_size": c.get("image_size"),
                 "val_accuracy": c["val"]["accuracy"], "val_macro_f1": c["val"]["macro_f1"],
                 "val_accuracy_ci95": c["val"]["accuracy_ci95"],
+                "val_reframed_macro_f1": c["val"].get("reframed", {}).get("mean_macro_f1"),
                 "test_accuracy": c["test"]["accuracy"], "test_macro_f1": c["test"]["macro_f1"],
                 "test_accuracy_ci95": c["test"]["accuracy_ci95"],
+                "test_reframed_macro_f1": c["test"].get("reframed", {}).get("mean_macro_f1"),
                 "test_recall": {k: v["recall"] for k, v in c["test"]["per_class"].items()},
             }
             for name, c in candidates.items()

@@ -29,6 +29,16 @@ def test_tie_when_confidence_intervals_overlap():
     assert result["tie"] and "tie" in result["why"] and set(result["candidates"]) == {"A", "B", "C"}
 
 
+def test_reframed_metric_prefers_the_model_that_keeps_its_scores_when_photos_are_framed_differently():
+    robust = {"A": {**CANDIDATES["A"], "val": {**CANDIDATES["A"]["val"], "reframed": {"mean_macro_f1": 0.6}}},
+              "B": {**CANDIDATES["B"], "val": {**CANDIDATES["B"]["val"], "reframed": {"mean_macro_f1": 0.7}}}}
+    robust["A"]["val"]["macro_f1"] = 0.95  # A is better on photos as they are ...
+    assert choose(robust, "val_macro_f1")["winner"] == "A"
+    choice = choose(robust, "val_reframed_macro_f1")  # ... B when they are re-framed
+    assert choice["winner"] == "B" and choice["value"] == 0.7
+    assert summary(robust, choice)["candidates"]["B"]["val_reframed_macro_f1"] == 0.7
+
+
 def test_no_tie_when_intervals_are_apart():
     choice = choose({"A": CANDIDATES["A"], "C": CANDIDATES["C"]}, "val_accuracy")
     assert choice["winner"] == "A" and choice["tie_with"] == []
