@@ -1,6 +1,6 @@
 """Benchmark of using the champion: speed per export format, whole-photo latency, face-detection recall.
 
-    python benchmarks/bench_use.py [--model models/MobileNetV2/model.keras] [--dataset ../shared/datasets/facemask-age]
+    python benchmarks/bench_use.py [--model models/best/model.keras] [--dataset ../shared/datasets/facemask-age]
 
 1. Classification speed per format (Keras, TFLite float/int8, ONNX; 2 threads): batch-1 latency and
    faces/s at batch 32, on the model exported afresh into a temporary folder.
@@ -8,6 +8,8 @@
 3. Detection recall: share of the dataset's photos where MTCNN finds at least one face, on a sample of
    masked photos (with_mask_*) and of unmasked ones, as predict detects (padded photo, then unpadded)
    and unpadded only.
+4. Test-split scores of --model through predict's path (detect, crop, classify; the whole photo when
+   no face is found) beside evaluate's (the whole photo): what re-framing by the detector costs.
 Prints a markdown report; writes benchmarks/results/bench_use.json.
 """
 import argparse
@@ -27,9 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facemask import CLASSES  # noqa: E402
 from facemask.detect import FaceDetector  # noqa: E402
 from facemask.export import FORMATS, export, keras_runner, runner, timing  # noqa: E402
+from facemask.evaluation import classification_metrics  # noqa: E402
 from facemask.images import list_class_images, load_batch, load_rgb  # noqa: E402
-from facemask.model import input_size, load  # noqa: E402
+from facemask.model import input_size, load, predict_labels  # noqa: E402
 from facemask.predict import Predictor  # noqa: E402
+from facemask.splits import split_images  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,6 +90,23 @@ def detection_recall(groups: dict[str, list[Path]]) -> dict:
     return results
 
 
+def predict_path_scores(model_path: Path) -> dict:
+    """Test-split accuracy and macro-F1 through predict (the most confident face found, else the whole
+    photo) and through evaluate's path (the whole photo), for the same model."""
+    model = load(model_path)
+    paths, y_true = split_images("test", REPO / "data" / "split")
+    predictor = Predictor(model, whole_image=True)
+    chosen = [max(predictor.predict_image(load_rgb(p), str(p)), key=lambda r: r["detector_score"] or 0)
+              for p in paths]
+    scores = {}
+    for name, labels in (("predict (detect, crop, classify)", [CLASSES.index(r["label"]) for r in chosen]),
+                         ("evaluate (whole photo)", predict_labels(model, paths))):
+        metrics = classification_metrics(y_true, labels)
+        scores[name] = {"accuracy": round(metrics["accuracy"], 4), "macro_f1": round(metrics["macro_f1"], 4)}
+    return {"model": str(model_path), "photos": len(paths),
+            "faces_found": sum(r["status"] == "face" for r in chosen), "scores": scores}
+
+
 def markdown(report: dict) -> str:
     speed = report["format_speed"]
     lines = [f"## Classification speed ({speed['model']}, {speed['image_size']} px, "
@@ -107,12 +128,16 @@ def markdown(report: dict) -> str:
               "| sample | photos | found | recall |", "|---|---:|---:|---:|"]
     for name, r in report["detection_recall"].items():
         lines.append(f"| {name} | {r['photos']} | {r['with_a_face']} | {r['recall']:.1%} |")
+    path = report["predict_path"]
+    lines += ["", f"## Test split through predict ({path['model']}; a face found on {path['faces_found']} of "
+              f"{path['photos']} photos)", "", "| path | accuracy | macro-F1 |", "|---|---:|---:|"]
+    lines += [f"| {name} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} |" for name, r in path["scores"].items()]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO / "models" / "MobileNetV2" / "model.keras")
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "best" / "model.keras")
     parser.add_argument("--dataset", type=Path, default=REPO.parent / "shared" / "datasets" / "facemask-age")
     parser.add_argument("--masked", type=int, default=100, help="masked photos sampled for detection recall")
     parser.add_argument("--unmasked", type=int, default=50)
@@ -134,6 +159,7 @@ def main() -> None:
         "format_speed": format_speed(args.model, rng.sample([p for p, _ in pairs], 100), args.seconds),
         "whole_photo": whole_photo_latency(backbones, rng.sample(masked + unmasked, args.photos)),
         "detection_recall": detection_recall({"masked (with_mask_*)": masked, "unmasked (without_mask_*)": unmasked}),
+        "predict_path": predict_path_scores(args.model),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
