@@ -67,12 +67,12 @@ def retrain(name: str, overrides: dict) -> dict:
     section = load_section("train")
     params = {k: v for k, v in section.items() if k != "backbones"} | backbone_section(section, name, "train")
     params |= overrides
+    keras.utils.set_random_seed(int(params["seed"]))  # then load, in the train stage's order: same weights
+    tf.config.experimental.enable_op_determinism()
     feature_dir = Path("data/features") / name
     meta = read_json(feature_dir / "meta.json")
     model = load(feature_dir / "base.keras")
     model.get_layer("dropout").rate = float(params["dropout"])
-    keras.utils.set_random_seed(int(params["seed"]))
-    tf.config.experimental.enable_op_determinism()
     with tempfile.TemporaryDirectory() as scratch:
         mlflow.set_tracking_uri(f"sqlite:///{scratch}/bench.db")
         started = time.perf_counter()
