@@ -51,34 +51,22 @@ def retrain(name: str, overrides: dict) -> dict:
     """Train candidate `name` again in this process, its train params changed by `overrides`, from its cached
     features (as the train stage does, op determinism on); score it on val and test. Logs to a throwaway
     MLflow store and writes nothing of the pipeline's."""
-    import keras
     import mlflow
-    import numpy as np
-    import tensorflow as tf
 
     from facemask.checkpoint import Checkpoint
     from facemask.evaluation import classification_metrics
-    from facemask.files import read_json
-    from facemask.model import load, predict_labels
-    from facemask.params import backbone_section, load_section
+    from facemask.model import predict_labels
     from facemask.splits import split_images
-    from stages.train import train_phases
+    from stages.train import candidate_params, train_phases, untrained
 
-    section = load_section("train")
-    params = {k: v for k, v in section.items() if k != "backbones"} | backbone_section(section, name, "train")
-    params |= overrides
-    keras.utils.set_random_seed(int(params["seed"]))  # then load, in the train stage's order: same weights
-    tf.config.experimental.enable_op_determinism()
-    feature_dir = Path("data/features") / name
-    meta = read_json(feature_dir / "meta.json")
-    model = load(feature_dir / "base.keras")
-    model.get_layer("dropout").rate = float(params["dropout"])
+    params = candidate_params(name) | overrides
+    meta, features, model = untrained(name, params)
     with tempfile.TemporaryDirectory() as scratch:
         mlflow.set_tracking_uri(f"sqlite:///{scratch}/bench.db")
         started = time.perf_counter()
         with mlflow.start_run():
-            rows = train_phases(model, dict(np.load(feature_dir / "features.npz")), meta["image_size"], params,
-                                Checkpoint(scratch, "bench"), meta["weights"] != "none")
+            rows = train_phases(model, features, meta["image_size"], params, Checkpoint(scratch, "bench"),
+                                meta["weights"] != "none")
         seconds = time.perf_counter() - started
     scores = {}
     for split in ("val", "test"):

@@ -136,6 +136,10 @@ def load_metadata(folder: Path, class_root: Path) -> dict:
     return {}
 
 
+def is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
 def check_local_source(source: str) -> Path:
     """The path of a local `source`; an IngestError that says how to provide it when it is missing."""
     path = Path(source)
@@ -150,7 +154,7 @@ def check_local_source(source: str) -> Path:
 
 def materialise(source: str, workdir: Path) -> Path:
     """Return a local folder for `source`: the folder itself, an extracted archive, or a downloaded one."""
-    if source.startswith(("http://", "https://")):
+    if is_url(source):
         archive = workdir / PurePosixPath(source.split("?")[0]).name
         try:
             with urllib.request.urlopen(source, timeout=DOWNLOAD_TIMEOUT_S) as response, open(archive, "wb") as out:
@@ -201,7 +205,7 @@ def _refuse_unsafe(archive: Path, member: str) -> None:
 def main() -> None:
     params = load_section("ingest")
     if sys.argv[1:] == ["--check"]:  # `make run` asks first: dvc itself only says a dependency is missing
-        if not str(params["source"]).startswith(("http://", "https://")):
+        if not is_url(str(params["source"])):
             check_local_source(str(params["source"]))
         return
     with tempfile.TemporaryDirectory() as workdir:

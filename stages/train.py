@@ -157,11 +157,15 @@ def train_phases(model: keras.Model, features: dict, image_size: int, params: di
     return rows
 
 
-def main() -> None:
-    backbone = candidate_arg("train")
+def candidate_params(backbone: str) -> dict:
+    """train's settings for `backbone`: the shared ones, then its own under train.backbones."""
     section = load_section("train")
-    params = {k: v for k, v in section.items() if k != "backbones"} | backbone_section(section, backbone, "train")
-    configure()  # an unreachable tracking server fails here, before any training
+    return {k: v for k, v in section.items() if k != "backbones"} | backbone_section(section, backbone, "train")
+
+
+def untrained(backbone: str, params: dict) -> tuple[dict, dict, keras.Model]:
+    """Seed, then load `backbone`'s feature cache and untrained model: (meta, features, model).
+    Seeding before loading fixes the dropout's random stream, so the same params give the same weights."""
     keras.utils.set_random_seed(int(params.get("seed", 1337)))
     tf.config.experimental.enable_op_determinism()
     feature_dir = FEATURES_ROOT / backbone
@@ -169,6 +173,15 @@ def main() -> None:
     features = dict(np.load(feature_dir / "features.npz"))
     model = load(feature_dir / "base.keras")
     model.get_layer("dropout").rate = float(params.get("dropout", 0.2))
+    return meta, features, model
+
+
+def main() -> None:
+    backbone = candidate_arg("train")
+    params = candidate_params(backbone)
+    configure()  # an unreachable tracking server fails here, before any training
+    meta, features, model = untrained(backbone, params)
+    feature_dir = FEATURES_ROOT / backbone
     checkpoint = Checkpoint(CHECKPOINT_ROOT / backbone, fingerprint(
         {"params": params, "keras": keras.__version__}, [feature_dir / "features.npz", feature_dir / "base.keras", *CODE]))
     if checkpoint.state:
