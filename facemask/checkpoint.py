@@ -2,7 +2,6 @@
 import hashlib
 import json
 import os
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -55,7 +54,3 @@ class Checkpoint:
         tmp = self.path.with_name("checkpoint.tmp.npz")
         np.savez(tmp, state=np.array(json.dumps(self.state)), **self._arrays)
         os.replace(tmp, self.path)
-
-    def clear(self) -> None:
-        """Delete the checkpoint folder (after the outputs it led to are written)."""
-        shutil.rmtree(self.path.parent, ignore_errors=True)

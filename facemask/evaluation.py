@@ -54,3 +54,12 @@ def reframed_scores(y_true, predict: Callable[[str], np.ndarray]) -> dict:
         scores[view] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
     scores["mean_macro_f1"] = float(np.mean([scores[view]["macro_f1"] for view in REFRAMINGS]))
     return scores
+
+
+def member_scores(y_true, predictions: dict) -> dict:
+    """Accuracy and macro-F1 of each member of an averaged model on its own ({name: predicted labels})."""
+    scores = {}
+    for name, y_pred in predictions.items():
+        metrics = classification_metrics(y_true, y_pred)
+        scores[str(name)] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    return scores

@@ -1,8 +1,8 @@
 """Grad-CAM: where the model looks to decide mask vs no mask, and young vs old.
 
 The two decisions are scored as the log-probability of the predicted group (e.g. with_mask_* summed),
-and Grad-CAM is taken at the backbone's last convolutional feature map (each member's, in an
-ensemble). Expect the mask map on the nose and mouth and the age map across the face.
+and Grad-CAM is taken at the backbone's last convolutional feature map (each backbone's, in an
+ensemble; a seed-averaged model's maps are the mean of its members'). Expect the mask map on the nose and mouth and the age map across the face.
 `lower_half_share` (share of the map's mass in the lower half of the model's square input) sums
 this up per class.
 """
@@ -13,7 +13,7 @@ import numpy as np
 from facemask import CLASSES
 from facemask.files import write_json
 from facemask.images import load_batch
-from facemask.model import input_size
+from facemask.model import input_size, members
 
 MASK = np.array([c.startswith("with_mask") for c in CLASSES])
 OLD = np.array([c.endswith("_old") for c in CLASSES])
@@ -21,6 +21,24 @@ OLD = np.array([c.endswith("_old") for c in CLASSES])
 
 def gradcam(model, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(probabilities, mask maps, age maps) for a resized batch; maps are (n, size, size) in [0, 1].
+
+    For a model from facemask.model.average(), the mean of its members' maps (each member's explaining
+    its own prediction) and probabilities.
+    """
+    parts = [classifier_gradcam(member, batch) for member in members(model)]
+    if len(parts) == 1:
+        return parts[0]
+    probabilities, mask_maps, age_maps = (np.mean(arrays, axis=0) for arrays in zip(*parts, strict=True))
+    return probabilities, _unit_max(mask_maps), _unit_max(age_maps)
+
+
+def _unit_max(maps: np.ndarray) -> np.ndarray:
+    """Each map divided by its maximum (all-zero maps stay zero)."""
+    return maps / np.maximum(maps.max(axis=(1, 2), keepdims=True), 1e-12)
+
+
+def classifier_gradcam(model, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """gradcam() for one classifier (one backbone, or several feeding one head).
 
     Works for one backbone or an ensemble: each backbone's last feature map (the input of its pooling
     layer) gets Grad-CAM weights, and the maps are summed, as the logits are linear in pooled features.
@@ -45,8 +63,7 @@ def gradcam(model, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
         for features, grads in zip(feature_maps, tape.gradient(score, feature_maps), strict=True):
             weighted = tf.reduce_sum(tf.reduce_mean(grads, axis=(1, 2), keepdims=True) * features, axis=-1)
             cam += tf.image.resize(weighted[..., None], (size, size))[..., 0]
-        cam = tf.nn.relu(cam).numpy()
-        maps[name] = cam / np.maximum(cam.max(axis=(1, 2), keepdims=True), 1e-12)
+        maps[name] = _unit_max(tf.nn.relu(cam).numpy())
     del tape
     return probabilities.numpy(), maps["mask"], maps["age"]
 

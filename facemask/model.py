@@ -59,9 +59,24 @@ def head(model: keras.Model) -> keras.Model:
     return keras.Model(features, x)
 
 
+def average(models: dict[str, keras.Model], name: str) -> keras.Model:
+    """One model whose probabilities are the mean of `models`' ({member name: classifier}), e.g. one
+    backbone trained with several seeds; each member keeps its own preprocessing inside."""
+    inputs = keras.Input(shape=(None, None, 3), name="image")
+    outputs = [keras.Model(model.input, model.output, name=member)(inputs) for member, model in models.items()]
+    return keras.Model(inputs, keras.layers.Average(name="mean_probabilities")(outputs), name=name)
+
+
+def members(model: keras.Model) -> list[keras.Model]:
+    """The classifiers a model from average() averages; [model] for a single classifier."""
+    if any(layer.name == "resize" for layer in model.layers):
+        return [model]
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+
+
 def input_size(model: keras.Model) -> int:
-    """The square image size the model's built-in resize step produces."""
-    return model.get_layer("resize").height
+    """The square image size the model's built-in resize step produces (its first member's)."""
+    return members(model)[0].get_layer("resize").height
 
 
 def predict_labels(model: keras.Model, paths: list, batch_size: int = 32, view: str | None = None) -> np.ndarray:

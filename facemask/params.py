@@ -85,6 +85,11 @@ def _fine_tune_layers(value):
         return "all, or a whole number >= 0 (top backbone layers to unfreeze)"
 
 
+def _seeds(value):
+    if not isinstance(value, list) or not value or any(_whole(0)(v) for v in value) or len(set(value)) < len(value):
+        return "a list of different whole numbers >= 0 (one model per seed, averaged), e.g. [1337, 7, 42]"
+
+
 REQUIRED = object()  # marks a key that must be present: SCHEMA values are (check, REQUIRED) pairs
 SCHEMA = {
     "ingest": {"source": (_text, REQUIRED), "min_size": _whole(1), "max_pixels": _whole(1)},
@@ -108,7 +113,7 @@ BACKBONE_SCHEMA = {
     "train": {"epochs": _whole(0), "batch_size": _whole(1), "learning_rate": _number(0, low_open=True),
               "dropout": _number(0, 0.99), "class_weight": _one_of("balanced", "none"),
               "fine_tune_layers": _fine_tune_layers, "fine_tune_epochs": _whole(0),
-              "fine_tune_learning_rate": _number(0, low_open=True)},
+              "fine_tune_learning_rate": _number(0, low_open=True), "seeds": _seeds},
 }
 
 

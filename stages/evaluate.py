@@ -2,7 +2,7 @@
 
 Metrics (scikit-learn): accuracy with its 95% CI, macro-F1, per-class precision/recall/F1, accuracy
 per image source and under fixed re-framings (does the model read the face, or the photo's origin and
-framing?), and inference images/s.
+framing?), inference images/s, and for a seed-averaged model each member's own accuracy and macro-F1.
 Writes metrics/<backbone>.json, plots/<backbone>/confusion.csv (a DVC confusion plot) and
 reports/<backbone>/{classification_report.txt, predictions.csv}; logs into the backbone's MLflow run.
 """
@@ -17,10 +17,10 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from facemask import CLASSES  # noqa: E402
-from facemask.evaluation import accuracy_by, classification_metrics, reframed_scores, report_text  # noqa: E402
+from facemask.evaluation import accuracy_by, classification_metrics, member_scores, reframed_scores, report_text  # noqa: E402
 from facemask.files import write_csv, write_json  # noqa: E402
 from facemask.images import load_batch  # noqa: E402
-from facemask.model import input_size, load, predict_labels  # noqa: E402
+from facemask.model import input_size, load, members, predict_labels  # noqa: E402
 from facemask.params import load_section  # noqa: E402
 from facemask.splits import SPLIT_DIR, image_path, split_rows  # noqa: E402
 from facemask.stage import candidate_arg, require, run  # noqa: E402
@@ -42,6 +42,9 @@ def evaluate(model, rows: list[dict], split_dir: Path = SPLIT_DIR, batch_size: i
     metrics["images_per_second"] = round(len(rows) / (inferred - loaded), 1)
     metrics["images_per_second_with_decode"] = round(len(rows) / (inferred - started), 1)
     metrics["reframed"] = reframed_scores(y_true, lambda view: predict_labels(model, paths, batch_size, view))
+    if len(members(model)) > 1:  # a seed-averaged model: each member's own score, for the spread
+        metrics["members"] = member_scores(y_true, {member.name: member.predict(batch, batch_size=batch_size, verbose=0)
+                                                    .argmax(axis=1) for member in members(model)})
     predictions = [
         {"file": r["file"], "source": r.get("source", ""), "actual": r["label"], "predicted": CLASSES[p],
          **{f"p_{c}": round(float(q), 5) for c, q in zip(CLASSES, prob)}}

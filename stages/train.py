@@ -4,15 +4,19 @@ Phase 1 trains dropout + softmax on the frozen backbone's cached features (secon
 it, so phase 2 starts from the untrained head, which validated better for MobileNetV2). Phase 2, when
 fine_tune_epochs > 0, unfreezes the top `fine_tune_layers` backbone layers ("all" for every layer,
 the only sensible choice without pretrained weights) and trains on the images at a low learning rate.
-Pretrained BatchNorm stays in inference mode. Writes models/<backbone>/{model.keras, mlflow.json},
-metrics/<backbone>_val.json and plots/<backbone>/history.csv; logs one MLflow run.
+Pretrained BatchNorm stays in inference mode. With `seeds: [a, b, ...]` the candidate is that many
+models, trained alike but for the seed, and the saved model averages their probabilities.
+Writes models/<backbone>/{model.keras, mlflow.json}, metrics/<backbone>_val.json and
+plots/<backbone>/history.csv; logs one MLflow run.
 
 Resumable and deterministic: each epoch's batch order depends only on (seed, epoch), and after every
 epoch the model, optimizer, early-stopping state, history and MLflow run id are checkpointed in
-.checkpoints/<backbone>/ (outside models/, which DVC empties before a re-run). A killed run goes on
-from its last epoch on the next `dvc repro` and ends exactly as an uninterrupted run would.
+.checkpoints/<backbone>/seed_<seed>/ (outside models/, which DVC empties before a re-run). A killed run
+goes on from its last epoch on the next `dvc repro` and ends exactly as an uninterrupted run would.
 """
+import functools
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -24,10 +28,10 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from facemask import CLASSES
 from facemask.checkpoint import Checkpoint, fingerprint
-from facemask.evaluation import classification_metrics, reframed_scores
+from facemask.evaluation import classification_metrics, member_scores, reframed_scores
 from facemask.files import read_json, write_csv, write_json
 from facemask.images import load_batch
-from facemask.model import head, load, predict_labels
+from facemask.model import average, head, load, predict_labels
 from facemask.params import backbone_section, load_section
 from facemask.splits import split_images, training_images
 from facemask.stage import candidate_arg, require, run
@@ -140,21 +144,59 @@ def fit(model: keras.Model, data: Batches, validation: tuple, epochs: int, patie
     return rows
 
 
+@functools.cache
+def fine_tune_data(image_size: int) -> tuple:
+    """(train images, train labels, val images, val labels) at `image_size`, decoded once per process."""
+    train_paths, train_y = training_images()
+    val_paths, val_y = split_images("val")
+    return load_batch(train_paths, image_size), train_y, load_batch(val_paths, image_size), val_y
+
+
 def train_phases(model: keras.Model, features: dict, image_size: int, params: dict, checkpoint: Checkpoint,
-                 pretrained: bool) -> list:
+                 pretrained: bool, rows: list | None = None) -> list:
     """Phase 1 on the cached features (skipped when epochs is 0 or the checkpoint is already in phase 2),
-    then phase 2 on the images when fine_tune_epochs > 0; returns the history rows of both."""
-    patience, head_epochs, rows = int(params.get("patience", 5)), int(params.get("epochs", 30)), []
+    then phase 2 on the images when fine_tune_epochs > 0; returns `rows` + the history rows of both."""
+    patience, head_epochs, rows = int(params.get("patience", 5)), int(params.get("epochs", 30)), list(rows or [])
     if checkpoint.state.get("phase") != "fine_tune" and head_epochs > 0:
         rows = fit(head_model(model, params), batches(features["train_x"], features["train_y"], params),
                    (features["val_x"], features["val_y"]), head_epochs, patience, "head", checkpoint, rows)
     if int(params.get("fine_tune_epochs", 0)) > 0:
-        train_paths, train_y = training_images()
-        val_paths, val_y = split_images("val")
-        rows = fit(fine_tune_model(model, params, pretrained), batches(load_batch(train_paths, image_size), train_y, params),
-                   (load_batch(val_paths, image_size), val_y), int(params["fine_tune_epochs"]), patience,
-                   "fine_tune", checkpoint, rows)
+        train_x, train_y, val_x, val_y = fine_tune_data(image_size)
+        rows = fit(fine_tune_model(model, params, pretrained), batches(train_x, train_y, params), (val_x, val_y),
+                   int(params["fine_tune_epochs"]), patience, "fine_tune", checkpoint, rows)
     return rows
+
+
+def member_seeds(params: dict) -> list[int]:
+    """The seeds of the models a candidate is made of: its `seeds`, else train.seed (one model)."""
+    return [int(seed) for seed in params.get("seeds") or [params.get("seed", 1337)]]
+
+
+def train_members(backbone: str, params: dict, checkpoints: dict[int, Checkpoint]) -> tuple[dict, dict, list, dict]:
+    """Train one model per seed, each resumed from (or, once done, restored from) checkpoints[seed];
+    returns (feature meta, {seed: model}, history rows of all, numbered on across members, {seed: training
+    seconds}, the seconds of a resumed member counted from its resume)."""
+    models, rows, seconds = {}, [], {}
+    for seed in member_seeds(params):
+        member_params, checkpoint = params | {"seed": seed}, checkpoints[seed]
+        meta, features, model = untrained(backbone, member_params)
+        if checkpoint.state.get("phase") != "done":
+            started, before = time.perf_counter(), len(rows)
+            rows = train_phases(model, features, meta["image_size"], member_params, checkpoint,
+                                meta["weights"] != "none", rows)
+            rows[before:] = [{"epoch": row["epoch"], "seed": seed, **row} for row in rows[before:]]
+            checkpoint.save({**checkpoint.state, "phase": "done", "rows": rows,
+                             "seconds": time.perf_counter() - started}, model=model.get_weights())
+        model.set_weights(checkpoint.arrays("model"))
+        models[seed], rows, seconds[seed] = model, checkpoint.state["rows"], checkpoint.state["seconds"]
+    return meta, models, rows, seconds
+
+
+def combined(backbone: str, models: dict[int, keras.Model]) -> keras.Model:
+    """The one model of a candidate: its only model, or the average of its seeds' models."""
+    if len(models) == 1:
+        return next(iter(models.values()))
+    return average({f"seed_{seed}": model for seed, model in models.items()}, name=f"facemask_{backbone}")
 
 
 def candidate_params(backbone: str) -> dict:
@@ -176,31 +218,46 @@ def untrained(backbone: str, params: dict) -> tuple[dict, dict, keras.Model]:
     return meta, features, model
 
 
+def checkpoints_for(backbone: str, params: dict, meta_files: list) -> dict[int, Checkpoint]:
+    """One checkpoint per member seed, valid only for these params, inputs and code."""
+    return {seed: Checkpoint(CHECKPOINT_ROOT / backbone / f"seed_{seed}", fingerprint(
+                {"params": params, "seed": seed, "keras": keras.__version__}, [*meta_files, *CODE]))
+            for seed in member_seeds(params)}
+
+
 def main() -> None:
     backbone = candidate_arg("train")
     params = candidate_params(backbone)
     configure()  # an unreachable tracking server fails here, before any training
-    meta, features, model = untrained(backbone, params)
     feature_dir = FEATURES_ROOT / backbone
-    checkpoint = Checkpoint(CHECKPOINT_ROOT / backbone, fingerprint(
-        {"params": params, "keras": keras.__version__}, [feature_dir / "features.npz", feature_dir / "base.keras", *CODE]))
-    if checkpoint.state:
-        print(f"train@{backbone}: resuming after {checkpoint.state['phase']} epoch {checkpoint.state['epoch']} "
-              f"from {checkpoint.path}")
-    elif checkpoint.unusable:
-        print(f"train@{backbone}: {checkpoint.path} is from other params or inputs (or unreadable); starting over")
+    require(feature_dir / "meta.json", f"features@{backbone}")
+    checkpoints = checkpoints_for(backbone, params, [feature_dir / "features.npz", feature_dir / "base.keras"])
+    for seed, checkpoint in checkpoints.items():
+        if checkpoint.state.get("phase") == "done":
+            print(f"train@{backbone}: seed {seed}: trained before the interruption; restored from {checkpoint.path}")
+        elif checkpoint.state:
+            print(f"train@{backbone}: seed {seed}: resuming after {checkpoint.state['phase']} epoch "
+                  f"{checkpoint.state['epoch']} from {checkpoint.path}")
+        elif checkpoint.unusable:
+            print(f"train@{backbone}: {checkpoint.path} is from other params or inputs (or unreadable); starting over")
+    run_id = next((c.state["run_id"] for c in checkpoints.values() if c.state.get("run_id")), None)
     out_dir = Path("models") / backbone
     out_dir.mkdir(parents=True, exist_ok=True)
-    with start_run(backbone, "train", checkpoint.state.get("run_id")) as active:
-        if active.info.run_id != checkpoint.state.get("run_id"):
-            mlflow.log_params({**{f"features.{k}": v for k, v in meta.items()}, **params})
-        checkpoint.state["run_id"] = active.info.run_id
-        started = time.perf_counter()
-        rows = train_phases(model, features, meta["image_size"], params, checkpoint, meta["weights"] != "none")
-        train_seconds = time.perf_counter() - started
+    with start_run(backbone, "train", run_id) as active:
+        if active.info.run_id != run_id:
+            mlflow.log_params({**{f"features.{k}": v for k, v in read_json(feature_dir / "meta.json").items()},
+                               **params})
+        for checkpoint in checkpoints.values():
+            checkpoint.state["run_id"] = active.info.run_id
+        meta, models, rows, seconds = train_members(backbone, params, checkpoints)
+        train_seconds = sum(seconds.values())
+        model = combined(backbone, models)
         val_paths, val_y = split_images("val")
         val = classification_metrics(val_y, predict_labels(model, val_paths))
         val["reframed"] = reframed_scores(val_y, lambda view: predict_labels(model, val_paths, view=view))
+        if len(models) > 1:  # how far apart the averaged models are on their own
+            val["members"] = member_scores(val_y, {f"seed_{seed}": predict_labels(member, val_paths)
+                                                   for seed, member in models.items()})
         mlflow.log_metrics({"val_accuracy_final": val["accuracy"], "val_macro_f1": val["macro_f1"],
                             "val_reframed_macro_f1": val["reframed"]["mean_macro_f1"],
                             "train_seconds": train_seconds})
@@ -208,13 +265,14 @@ def main() -> None:
         info = mlflow.keras.log_model(model, name="model", pip_requirements=PIP_REQUIREMENTS)
         write_json(out_dir / "mlflow.json", {"run_id": active.info.run_id, "model_uri": info.model_uri})
     write_json(Path("metrics") / f"{backbone}_val.json", {
-        "backbone": backbone, "weights": meta["weights"], "image_size": meta["image_size"],
-        "train_seconds": round(train_seconds, 1), "feature_seconds": meta["seconds"], "val": val,
+        "backbone": backbone, "weights": meta["weights"], "image_size": meta["image_size"], "seeds": list(models),
+        "train_seconds": round(train_seconds, 1), "feature_seconds": meta["seconds"],
+        "member_train_seconds": {f"seed_{seed}": round(s, 1) for seed, s in seconds.items()}, "val": val,
     })
     write_csv(Path("plots") / backbone / "history.csv", rows)
-    checkpoint.clear()
+    shutil.rmtree(CHECKPOINT_ROOT / backbone, ignore_errors=True)
     print(f"train@{backbone}: val accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} "
-          f"({train_seconds:.0f}s, {len(rows)} epochs)")
+          f"({train_seconds:.0f}s, {len(rows)} epochs, {len(models)} model(s))")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,13 @@ from tests.test_dvc_pipeline import _tiny_params, dvc
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 # Without weights MobileNetV2's pooled features are almost constant: the head phase barely learns (and
 # stops early, restoring its best epoch); fine-tuning every layer does learn. Both phases checkpoint.
+# Two seeds: the candidate is two models averaged, and a kill in the second one's fine-tune must restore
+# the first from its checkpoint.
 BACKBONE = "MobileNetV2"
 TRAIN = {"epochs": 30, "learning_rate": 0.01, "fine_tune_epochs": 3, "fine_tune_layers": "all",
-         "fine_tune_learning_rate": 0.001}
-CHECKPOINT = Path(".checkpoints") / BACKBONE / "checkpoint.npz"
+         "fine_tune_learning_rate": 0.001, "seeds": [1337, 7]}
+CHECKPOINTS = Path(".checkpoints") / BACKBONE
+CHECKPOINT = CHECKPOINTS / "seed_7" / "checkpoint.npz"  # the last member's
 
 
 def with_changes(params: dict, changes: dict) -> dict:
@@ -70,7 +73,7 @@ def dvc_popen(project: Path, *args, log: Path) -> subprocess.Popen:
 
 
 def checkpoint_state(project: Path) -> dict:
-    """The training checkpoint's state (phase, epoch, ...), or {} when there is none yet."""
+    """The last member's training checkpoint state (phase, epoch, ...), or {} when there is none yet."""
     try:
         with np.load(project / CHECKPOINT, allow_pickle=False) as saved:
             return json.loads(str(saved["state"]))

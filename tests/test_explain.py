@@ -9,7 +9,7 @@ from facemask import CLASSES
 from facemask.__main__ import main
 from facemask.explain import gradcam, lower_half_share
 from facemask.images import load_batch
-from facemask.model import load
+from facemask.model import average, load
 from tests.champion_support import IMAGE_SIZE, make_split, tiny_model_file
 
 
@@ -22,6 +22,20 @@ def test_gradcam_maps_cover_the_input_and_are_normalised(tmp_path):
     for maps in (mask_maps, age_maps):
         assert maps.shape == (len(batch), IMAGE_SIZE, IMAGE_SIZE) and np.isfinite(maps).all()
         assert maps.min() >= 0 and maps.max() <= 1 + 1e-6
+
+
+def test_gradcam_of_a_seed_average_is_the_mean_over_its_members(tmp_path):
+    first, second = load(tiny_model_file()), load(tiny_model_file())
+    second.set_weights([w * 0.5 for w in second.get_weights()])
+    split = make_split(tmp_path / "split", per_class=2)
+    batch = load_batch(sorted((split / "test").rglob("*.*")), IMAGE_SIZE)
+    probabilities, mask_maps, age_maps = gradcam(average({"a": first, "b": second}, name="averaged"), batch)
+    parts = [gradcam(model, batch) for model in (first, second)]
+    np.testing.assert_allclose(probabilities, (parts[0][0] + parts[1][0]) / 2, atol=1e-5)
+    for maps, index in ((mask_maps, 1), (age_maps, 2)):
+        mean = (parts[0][index] + parts[1][index]) / 2
+        np.testing.assert_allclose(maps, mean / np.maximum(mean.max(axis=(1, 2), keepdims=True), 1e-12), atol=1e-5)
+        assert maps.shape == (len(batch), IMAGE_SIZE, IMAGE_SIZE)
 
 
 def test_lower_half_share():

@@ -1,5 +1,6 @@
 """Training SIGKILLed mid-run resumes from its last checkpoint on the next `dvc repro` and ends exactly
-as an uninterrupted run: same history, metrics and weights, logged into one MLflow run."""
+as an uninterrupted run: same history, metrics and weights, logged into one MLflow run. The candidate
+is two seeds' models averaged; the kill comes in the second one's fine-tune."""
 import os
 import signal
 import sqlite3
@@ -10,7 +11,7 @@ import pytest
 
 from facemask.checkpoint import Checkpoint
 from facemask.stage import run
-from tests.pipeline_support import BACKBONE, CHECKPOINT, TRAIN, checkpoint_state, dvc_popen, outputs, trained_project
+from tests.pipeline_support import BACKBONE, CHECKPOINTS, TRAIN, checkpoint_state, dvc_popen, outputs, trained_project
 from tests.test_dvc_pipeline import dvc
 
 TARGET = f"train@{BACKBONE}"
@@ -32,7 +33,7 @@ def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(tmp_path_fa
     log = tmp_path / "killed.log"
     process = dvc_popen(project, "repro", TARGET, log=log)
     deadline = time.monotonic() + 300
-    while (state := checkpoint_state(project)).get("phase") != "fine_tune":  # past the head phase
+    while (state := checkpoint_state(project)).get("phase") != "fine_tune":  # the last member, past its head phase
         assert process.poll() is None, f"training ended before it could be killed:\n{log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.05)
@@ -42,9 +43,10 @@ def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(tmp_path_fa
 
     resumed = dvc("repro", TARGET, cwd=project)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert f"resuming after fine_tune epoch {state['epoch']}" in resumed.stdout
+    assert "seed 1337: trained before the interruption" in resumed.stdout
+    assert f"seed 7: resuming after fine_tune epoch {state['epoch']}" in resumed.stdout
     assert outputs(project) == uninterrupted
-    assert not (project / CHECKPOINT).exists()
+    assert not (project / CHECKPOINTS).exists()
     new_runs = [run for run in _runs(project) if run not in runs_before]
     assert [status for _, status in new_runs] == ["FINISHED"]  # the killed and the resumed attempt: one run
 

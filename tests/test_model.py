@@ -5,7 +5,7 @@ import pytest
 
 from facemask import UserError
 from facemask.backbones import BACKBONES, WeightsUnavailable, resolve_weights
-from facemask.model import build_classifier, build_ensemble, feature_extractor, head, load
+from facemask.model import average, build_classifier, build_ensemble, feature_extractor, head, input_size, load, members
 from tests.conftest import REAL_WEIGHTS
 
 
@@ -32,6 +32,19 @@ def test_save_and_safe_mode_load_round_trip(tiny_model, tmp_path):
     images = np.random.default_rng(1).uniform(0, 255, (2, 45, 45, 3)).astype(np.float32)
     np.testing.assert_allclose(load(tmp_path / "model.keras").predict(images, verbose=0),
                                tiny_model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_a_seed_average_is_the_mean_of_its_members_and_survives_a_safe_load(tiny_model, tmp_path):
+    keras.utils.set_random_seed(1)
+    other = build_classifier("MobileNetV2", 32, None)
+    averaged = average({"seed_0": tiny_model, "seed_1": other}, name="facemask_MobileNetV2")
+    averaged.save(tmp_path / "model.keras")
+    loaded = load(tmp_path / "model.keras")
+    images = np.random.default_rng(2).uniform(0, 255, (2, 50, 40, 3)).astype(np.float32)
+    expected = (tiny_model.predict(images, verbose=0) + other.predict(images, verbose=0)) / 2
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), expected, atol=1e-5)
+    assert [member.name for member in members(loaded)] == ["seed_0", "seed_1"]
+    assert input_size(loaded) == 32 and members(tiny_model) == [tiny_model]
 
 
 def test_every_backbone_builds_without_weights():
