@@ -110,6 +110,20 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def members_table(results: dict) -> str:
+    """Each member of a seed-averaged candidate on its own, then the average, on val and test."""
+    lines = ["| candidate | model | val accuracy / macro-F1 | test accuracy / macro-F1 |", "|---|---|---|---|"]
+    for name, row in results["backbones"].items():
+        for member in row["val"].get("members", {}):
+            val, test = row["val"]["members"][member], row["test"]["members"][member]
+            lines.append(f"| {name} | {member} | {val['accuracy']:.3f} / {val['macro_f1']:.3f} | "
+                         f"{test['accuracy']:.3f} / {test['macro_f1']:.3f} |")
+        if "members" in row["val"]:
+            lines.append(f"| {name} | **average** | {row['val']['accuracy']:.3f} / {row['val']['macro_f1']:.3f} | "
+                         f"{row['test']['accuracy']:.3f} / {row['test']['macro_f1']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compare", default="MobileNetV2", help="candidate whose cached route is measured too "
@@ -167,6 +181,7 @@ def main() -> None:
         results["seed_spread"] = seed_spread(args.compare or "MobileNetV2", args.seeds)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
+    print(members_table(results))
     print(json.dumps({k: results[k] for k in results if k not in ("backbones", "stages")}, indent=2))
 
 
