@@ -218,10 +218,10 @@ def untrained(backbone: str, params: dict) -> tuple[dict, dict, keras.Model]:
     return meta, features, model
 
 
-def checkpoints_for(backbone: str, params: dict, meta_files: list) -> dict[int, Checkpoint]:
+def checkpoints_for(backbone: str, params: dict, input_files: list) -> dict[int, Checkpoint]:
     """One checkpoint per member seed, valid only for these params, inputs and code."""
     return {seed: Checkpoint(CHECKPOINT_ROOT / backbone / f"seed_{seed}", fingerprint(
-                {"params": params, "seed": seed, "keras": keras.__version__}, [*meta_files, *CODE]))
+                {"params": params, "seed": seed, "keras": keras.__version__}, [*input_files, *CODE]))
             for seed in member_seeds(params)}
 
 
