@@ -45,21 +45,20 @@ def accuracy_by(values, y_true, y_pred) -> dict:
     return {str(v): {"accuracy": float(hits[values == v].mean()), "n": int((values == v).sum())} for v in sorted(set(values))}
 
 
+def headline(y_true, y_pred) -> dict:
+    """Just accuracy and macro-F1 of classification_metrics()."""
+    metrics = classification_metrics(y_true, y_pred)
+    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+
+
 def reframed_scores(y_true, predict: Callable[[str], np.ndarray]) -> dict:
     """Accuracy and macro-F1 with every image re-framed each way in REFRAMINGS (predict(view) -> labels),
     and their mean macro-F1. A model that reads the face, not the dataset's framing, keeps its scores."""
-    scores = {}
-    for view in REFRAMINGS:
-        metrics = classification_metrics(y_true, predict(view))
-        scores[view] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    scores = {view: headline(y_true, predict(view)) for view in REFRAMINGS}
     scores["mean_macro_f1"] = float(np.mean([scores[view]["macro_f1"] for view in REFRAMINGS]))
     return scores
 
 
 def member_scores(y_true, predictions: dict) -> dict:
     """Accuracy and macro-F1 of each member of an averaged model on its own ({name: predicted labels})."""
-    scores = {}
-    for name, y_pred in predictions.items():
-        metrics = classification_metrics(y_true, y_pred)
-        scores[str(name)] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
-    return scores
+    return {str(name): headline(y_true, y_pred) for name, y_pred in predictions.items()}

@@ -2,7 +2,8 @@
 
 The two decisions are scored as the log-probability of the predicted group (e.g. with_mask_* summed),
 and Grad-CAM is taken at the backbone's last convolutional feature map (each backbone's, in an
-ensemble; a seed-averaged model's maps are the mean of its members'). Expect the mask map on the nose and mouth and the age map across the face.
+ensemble; a seed-averaged model's maps are the mean of its members'). Expect the mask map on the nose
+and mouth and the age map across the face.
 `lower_half_share` (share of the map's mass in the lower half of the model's square input) sums
 this up per class.
 """

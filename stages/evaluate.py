@@ -42,9 +42,9 @@ def evaluate(model, rows: list[dict], split_dir: Path = SPLIT_DIR, batch_size: i
     metrics["images_per_second"] = round(len(rows) / (inferred - loaded), 1)
     metrics["images_per_second_with_decode"] = round(len(rows) / (inferred - started), 1)
     metrics["reframed"] = reframed_scores(y_true, lambda view: predict_labels(model, paths, batch_size, view))
-    if len(members(model)) > 1:  # a seed-averaged model: each member's own score, for the spread
+    if len(averaged := members(model)) > 1:  # a seed-averaged model: each member's own score, for the spread
         metrics["members"] = member_scores(y_true, {member.name: member.predict(batch, batch_size=batch_size, verbose=0)
-                                                    .argmax(axis=1) for member in members(model)})
+                                                    .argmax(axis=1) for member in averaged})
     predictions = [
         {"file": r["file"], "source": r.get("source", ""), "actual": r["label"], "predicted": CLASSES[p],
          **{f"p_{c}": round(float(q), 5) for c, q in zip(CLASSES, prob)}}

@@ -180,14 +180,15 @@ def train_members(backbone: str, params: dict, checkpoints: dict[int, Checkpoint
     for seed in member_seeds(params):
         member_params, checkpoint = params | {"seed": seed}, checkpoints[seed]
         meta, features, model = untrained(backbone, member_params)
-        if checkpoint.state.get("phase") != "done":
+        if checkpoint.state.get("phase") == "done":
+            model.set_weights(checkpoint.arrays("model"))
+        else:
             started, before = time.perf_counter(), len(rows)
             rows = train_phases(model, features, meta["image_size"], member_params, checkpoint,
                                 meta["weights"] != "none", rows)
             rows[before:] = [{"epoch": row["epoch"], "seed": seed, **row} for row in rows[before:]]
             checkpoint.save({**checkpoint.state, "phase": "done", "rows": rows,
                              "seconds": time.perf_counter() - started}, model=model.get_weights())
-        model.set_weights(checkpoint.arrays("model"))
         models[seed], rows, seconds[seed] = model, checkpoint.state["rows"], checkpoint.state["seconds"]
     return meta, models, rows, seconds
 
@@ -230,7 +231,7 @@ def main() -> None:
     params = candidate_params(backbone)
     configure()  # an unreachable tracking server fails here, before any training
     feature_dir = FEATURES_ROOT / backbone
-    require(feature_dir / "meta.json", f"features@{backbone}")
+    meta = read_json(require(feature_dir / "meta.json", f"features@{backbone}"))
     checkpoints = checkpoints_for(backbone, params, [feature_dir / "features.npz", feature_dir / "base.keras"])
     for seed, checkpoint in checkpoints.items():
         if checkpoint.state.get("phase") == "done":
@@ -245,18 +246,18 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with start_run(backbone, "train", run_id) as active:
         if active.info.run_id != run_id:
-            mlflow.log_params({**{f"features.{k}": v for k, v in read_json(feature_dir / "meta.json").items()},
-                               **params})
+            mlflow.log_params({**{f"features.{k}": v for k, v in meta.items()}, **params})
         for checkpoint in checkpoints.values():
             checkpoint.state["run_id"] = active.info.run_id
-        meta, models, rows, seconds = train_members(backbone, params, checkpoints)
+        _, models, rows, seconds = train_members(backbone, params, checkpoints)
         train_seconds = sum(seconds.values())
         model = combined(backbone, models)
         val_paths, val_y = split_images("val")
-        val = classification_metrics(val_y, predict_labels(model, val_paths))
+        val_x = load_batch(val_paths, meta["image_size"])  # decoded once for the model and its members
+        val = classification_metrics(val_y, model.predict(val_x, verbose=0).argmax(axis=1))
         val["reframed"] = reframed_scores(val_y, lambda view: predict_labels(model, val_paths, view=view))
         if len(models) > 1:  # how far apart the averaged models are on their own
-            val["members"] = member_scores(val_y, {f"seed_{seed}": predict_labels(member, val_paths)
+            val["members"] = member_scores(val_y, {f"seed_{seed}": member.predict(val_x, verbose=0).argmax(axis=1)
                                                    for seed, member in models.items()})
         mlflow.log_metrics({"val_accuracy_final": val["accuracy"], "val_macro_f1": val["macro_f1"],
                             "val_reframed_macro_f1": val["reframed"]["mean_macro_f1"],
