@@ -5,7 +5,8 @@ it, so phase 2 starts from the untrained head, which validated better for Mobile
 fine_tune_epochs > 0, unfreezes the top `fine_tune_layers` backbone layers ("all" for every layer,
 the only sensible choice without pretrained weights) and trains on the images at a low learning rate.
 Pretrained BatchNorm stays in inference mode. With `seeds: [a, b, ...]` the candidate is that many
-models, trained alike but for the seed, and the saved model averages their probabilities.
+models, trained alike but for the seed, and the saved model averages their probabilities. With
+`mirror: true` the saved model also averages each image's and its mirror image's probabilities.
 Writes models/<backbone>/{model.keras, mlflow.json}, metrics/<backbone>_val.json and
 plots/<backbone>/history.csv; logs one MLflow run.
 
@@ -18,6 +19,7 @@ import functools
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -87,8 +89,9 @@ def head_model(model: keras.Model, params: dict) -> keras.Model:
     return classifier
 
 
-def fine_tune_model(model: keras.Model, params: dict, pretrained: bool) -> keras.Model:
-    """`model` with the top layers of each backbone in it unfrozen, compiled at the fine-tuning learning rate.
+def fine_tune_model(model: keras.Model, params: dict, pretrained: bool, steps: int) -> keras.Model:
+    """`model` with the top layers of each backbone in it unfrozen, compiled at the fine-tuning learning rate
+    (with `fine_tune_schedule: cosine`, decayed to 0 along a cosine over the phase's `steps` batches).
 
     Pretrained BatchNorm layers stay frozen: in Keras 3 a non-trainable BatchNormalization runs in
     inference mode, whereas `training=False` at the backbone's call does not survive fit().
@@ -100,8 +103,10 @@ def fine_tune_model(model: keras.Model, params: dict, pretrained: bool) -> keras
         for index, layer in enumerate(backbone.layers):  # each layer's own flag decides (Keras 3)
             frozen_bn = pretrained and isinstance(layer, keras.layers.BatchNormalization)
             layer.trainable = index >= first and not frozen_bn
-    model.compile(optimizer=keras.optimizers.Adam(float(params.get("fine_tune_learning_rate", 1e-5))),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rate = float(params.get("fine_tune_learning_rate", 1e-5))
+    if params.get("fine_tune_schedule", "constant") == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps)
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -152,18 +157,20 @@ def fine_tune_data(image_size: int) -> tuple:
     return load_batch(train_paths, image_size), train_y, load_batch(val_paths, image_size), val_y
 
 
-def train_phases(model: keras.Model, features: dict, image_size: int, params: dict, checkpoint: Checkpoint,
-                 pretrained: bool, rows: list | None = None) -> list:
+def train_phases(model: keras.Model, features: dict, images: Callable[[], tuple], params: dict,
+                 checkpoint: Checkpoint, pretrained: bool, rows: list | None = None) -> list:
     """Phase 1 on the cached features (skipped when epochs is 0 or the checkpoint is already in phase 2),
-    then phase 2 on the images when fine_tune_epochs > 0; returns `rows` + the history rows of both."""
+    then phase 2 on images() = (train images, labels, val images, labels) when fine_tune_epochs > 0;
+    returns `rows` + the history rows of both."""
     patience, head_epochs, rows = int(params.get("patience", 5)), int(params.get("epochs", 30)), list(rows or [])
     if checkpoint.state.get("phase") != "fine_tune" and head_epochs > 0:
         rows = fit(head_model(model, params), batches(features["train_x"], features["train_y"], params),
                    (features["val_x"], features["val_y"]), head_epochs, patience, "head", checkpoint, rows)
     if int(params.get("fine_tune_epochs", 0)) > 0:
-        train_x, train_y, val_x, val_y = fine_tune_data(image_size)
-        rows = fit(fine_tune_model(model, params, pretrained), batches(train_x, train_y, params), (val_x, val_y),
-                   int(params["fine_tune_epochs"]), patience, "fine_tune", checkpoint, rows)
+        train_x, train_y, val_x, val_y = images()
+        data, epochs = batches(train_x, train_y, params), int(params["fine_tune_epochs"])
+        rows = fit(fine_tune_model(model, params, pretrained, steps=len(data) * epochs), data, (val_x, val_y),
+                   epochs, patience, "fine_tune", checkpoint, rows)
     return rows
 
 
@@ -184,8 +191,8 @@ def train_members(backbone: str, params: dict, checkpoints: dict[int, Checkpoint
             model.set_weights(checkpoint.arrays("model"))
         else:
             started, before = time.perf_counter(), len(rows)
-            rows = train_phases(model, features, meta["image_size"], member_params, checkpoint,
-                                meta["weights"] != "none", rows)
+            rows = train_phases(model, features, lambda: fine_tune_data(meta["image_size"]), member_params,
+                                checkpoint, meta["weights"] != "none", rows)
             rows[before:] = [{"epoch": row["epoch"], "seed": seed, **row} for row in rows[before:]]
             checkpoint.save({**checkpoint.state, "phase": "done", "rows": rows,
                              "seconds": time.perf_counter() - started}, model=model.get_weights())
@@ -193,11 +200,13 @@ def train_members(backbone: str, params: dict, checkpoints: dict[int, Checkpoint
     return meta, models, rows, seconds
 
 
-def combined(backbone: str, models: dict[int, keras.Model]) -> keras.Model:
-    """The one model of a candidate: its only model, or the average of its seeds' models."""
-    if len(models) == 1:
+def combined(backbone: str, models: dict[int, keras.Model], mirror: bool = False) -> keras.Model:
+    """The one model of a candidate: its only model, or the average of its seeds' models; with `mirror`,
+    the average over each model's view of the image and of its mirror image."""
+    if len(models) == 1 and not mirror:
         return next(iter(models.values()))
-    return average({f"seed_{seed}": model for seed, model in models.items()}, name=f"facemask_{backbone}")
+    return average({f"seed_{seed}": model for seed, model in models.items()}, name=f"facemask_{backbone}",
+                   mirror=mirror)
 
 
 def candidate_params(backbone: str) -> dict:
@@ -251,7 +260,7 @@ def main() -> None:
             checkpoint.state["run_id"] = active.info.run_id
         _, models, rows, seconds = train_members(backbone, params, checkpoints)
         train_seconds = sum(seconds.values())
-        model = combined(backbone, models)
+        model = combined(backbone, models, bool(params.get("mirror", False)))
         val_paths, val_y = split_images("val")
         val_x = load_batch(val_paths, meta["image_size"])  # decoded once for the model and its members
         val = classification_metrics(val_y, model.predict(val_x, verbose=0).argmax(axis=1))

@@ -5,6 +5,7 @@ import pytest
 
 from facemask import UserError
 from facemask.backbones import BACKBONES, WeightsUnavailable, resolve_weights
+from facemask.images import resizer
 from facemask.model import average, build_classifier, build_ensemble, feature_extractor, head, input_size, load, members
 from tests.conftest import REAL_WEIGHTS
 
@@ -45,6 +46,21 @@ def test_a_seed_average_is_the_mean_of_its_members_and_survives_a_safe_load(tiny
     np.testing.assert_allclose(loaded.predict(images, verbose=0), expected, atol=1e-5)
     assert [member.name for member in members(loaded)] == ["seed_0", "seed_1"]
     assert input_size(loaded) == 32 and members(tiny_model) == [tiny_model]
+
+
+def test_a_mirrored_average_is_the_mean_over_both_views_and_survives_a_safe_load(tmp_path):
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input(shape=(None, None, 3))  # a classifier that tells left from right (untrained
+    pixels = keras.layers.Flatten()(resizer(8)(inputs))  # backbones without weights answer 0.25 to all)
+    classifier = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(keras.layers.Rescaling(0.01)(pixels)))
+    mirrored = average({"seed_0": classifier}, name="facemask_MobileNetV2", mirror=True)
+    mirrored.save(tmp_path / "model.keras")
+    loaded = load(tmp_path / "model.keras")
+    images = np.random.default_rng(3).uniform(0, 255, (2, 50, 40, 3)).astype(np.float32)
+    expected = (classifier.predict(images, verbose=0) + classifier.predict(images[:, :, ::-1], verbose=0)) / 2
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), expected, atol=1e-5)
+    assert not np.allclose(expected, classifier.predict(images, verbose=0), atol=1e-3)  # the mirror mattered
+    assert [member.name for member in members(loaded)] == ["seed_0"] and input_size(loaded) == 8
 
 
 def test_every_backbone_builds_without_weights():
@@ -94,11 +110,27 @@ def test_fine_tuning_keeps_pretrained_batchnorm_in_inference_mode():
     from stages.train import fine_tune_model
 
     model = build_classifier("MobileNetV2", 32, None)
-    fine_tune_model(model, {"fine_tune_layers": 20}, pretrained=True)
+    fine_tune_model(model, {"fine_tune_layers": 20}, pretrained=True, steps=10)
     extractor = feature_extractor(model)
     images = np.random.default_rng(3).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(extractor(images, training=True), extractor(images, training=False), atol=1e-5)
     assert any(layer.trainable for layer in backbone_of(model).layers)
-    fine_tune_model(model, {"fine_tune_layers": "all"}, pretrained=False)  # from scratch: BN must learn
+    fine_tune_model(model, {"fine_tune_layers": "all"}, pretrained=False, steps=10)  # from scratch: BN must learn
     batchnorms = [layer for layer in backbone_of(model).layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert batchnorms and all(layer.trainable for layer in batchnorms)
+
+
+def test_a_cosine_fine_tune_schedule_decays_the_rate_to_zero_over_the_phase():
+    from stages.train import fine_tune_model
+
+    model = build_classifier("MobileNetV2", 32, None)
+    optimizer = fine_tune_model(model, {"fine_tune_learning_rate": 0.01, "fine_tune_schedule": "cosine"},
+                                pretrained=True, steps=10).optimizer
+    rates = []
+    for step in (0, 5, 10):
+        optimizer.iterations.assign(step)
+        rates.append(float(optimizer.learning_rate))
+    assert rates == pytest.approx([0.01, 0.005, 0.0], abs=1e-6)
+    constant = fine_tune_model(model, {"fine_tune_learning_rate": 0.01}, pretrained=True, steps=10).optimizer
+    constant.iterations.assign(10)
+    assert float(constant.learning_rate) == pytest.approx(0.01)

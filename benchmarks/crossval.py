@@ -1,0 +1,185 @@
+"""Cross-validate training recipes on the training split: ~1,800 held-out real photos to compare on,
+where the val split has 207 (13 of them with_mask_old), too few to tell recipes a point apart.
+
+    python benchmarks/crossval.py [--backbone MobileNetV2] [--folds 5] [--seeds 1337]
+                                  [--recipe NAME '{"fine_tune_epochs": 4}' ...]
+
+The training split's real photos are cut into group-aware folds stratified by class (scikit-learn's
+StratifiedGroupKFold: a `group` never spans two folds). For each seed, fold and recipe, the backbone is
+trained as the train stage trains one model (train_phases, its params from params.yaml changed by the
+recipe; the first recipe, `pipeline`, changes nothing) on the augmented copies and synthetic faces of
+the other folds' photos, with the val split for early stopping as in the pipeline. It then predicts
+the held-out photos as they are and mirrored (flip test-time averaging: the mean of both).
+The test split is never read. Each (recipe, seed, fold) is saved in .crossval/ as it finishes, so a
+killed run goes on where it stopped. Writes benchmarks/results/crossval.json and prints a table; each
+recipe and view is paired against `pipeline` as it is (exact McNemar test on the photos one of the two
+gets right and the other wrong).
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for facemask and stages
+RESULTS = Path("benchmarks/results")
+CACHE = Path(".crossval")
+
+
+def fold_of_photos(folds: int, seed: int) -> tuple[list[dict], np.ndarray]:
+    """The training split's rows and each one's fold (0..folds-1), group-aware and stratified by class."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from facemask.splits import split_rows
+
+    rows = split_rows("train")
+    fold = np.zeros(len(rows), dtype=int)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for k, (_, held_out) in enumerate(splitter.split(rows, [r["label"] for r in rows], [r["group"] for r in rows])):
+        fold[held_out] = k
+    return rows, fold
+
+
+def fold_of_training_images(rows: list[dict], fold: np.ndarray) -> np.ndarray:
+    """The fold of each augment.csv row's photo: an augmented copy's origin, or the training photo a
+    synthetic face was drawn on; -1 for a synthetic face from the outside pool (trained on in every fold)."""
+    from facemask.files import read_csv
+    from facemask.splits import AUGMENTED_DIR, image_path
+
+    by_path = {str(image_path(row)): k for row, k in zip(rows, fold)} | {row["file"]: k for row, k in zip(rows, fold)}
+    drawn_on = {f"synthetic/{r['file']}": r["origin"] for r in read_csv(Path("data/synthetic/synthetic.csv"))}
+    return np.array([by_path.get(drawn_on.get(r["origin"], r["origin"]), -1)
+                     for r in read_csv(AUGMENTED_DIR / "augment.csv")])
+
+
+def train_and_predict(backbone: str, params: dict, images: tuple, held_out: np.ndarray) -> dict:
+    """One model trained as train_phases trains it on `images` = (train x, y, val x, y, features row mask);
+    its probabilities for the `held_out` images as they are and mirrored."""
+    import mlflow
+
+    from facemask.checkpoint import Checkpoint
+    from stages.train import train_phases, untrained
+
+    train_x, train_y, val_x, val_y, keep = images
+    meta, features, model = untrained(backbone, params)
+    features = features | {"train_x": features["train_x"][keep], "train_y": features["train_y"][keep]}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        mlflow.set_tracking_uri(f"sqlite:///{scratch}/crossval.db")
+        with mlflow.start_run():
+            rows = train_phases(model, features, lambda: (train_x, train_y, val_x, val_y), params,
+                                Checkpoint(scratch, "crossval"), meta["weights"] != "none")
+    return {"plain": model.predict(held_out, verbose=0), "flip": model.predict(held_out[:, :, ::-1], verbose=0),
+            "epochs": len(rows), "seconds": time.perf_counter() - started}
+
+
+def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tuple[np.ndarray, list[dict], dict]:
+    """Train and predict every (recipe, seed, fold) not in the cache yet; return (labels of the training
+    photos, their rows, {(recipe, seed): {view: probabilities of every photo when held out}})."""
+    from facemask import CLASSES
+    from facemask.images import load_batch
+    from facemask.splits import image_path, split_images, training_images
+    from stages.train import candidate_params, fine_tune_data
+
+    rows, fold = fold_of_photos(folds, seeds[0])
+    labels = np.array([CLASSES.index(r["label"]) for r in rows])
+    image_fold = fold_of_training_images(rows, fold)
+    size = None
+    results = {}
+    for name, recipe in recipes.items():
+        for seed in seeds:
+            params = candidate_params(backbone) | recipe | {"seeds": None, "seed": seed}
+            probs = {"plain": np.zeros((len(rows), len(CLASSES))), "flip": np.zeros((len(rows), len(CLASSES)))}
+            for k in range(folds):
+                cached = CACHE / backbone / f"{name}_seed{seed}_fold{k}of{folds}.npz"
+                if not cached.is_file():
+                    if size is None:
+                        size = json.loads((Path("data/features") / backbone / "meta.json").read_text())["image_size"]
+                        train_x, train_y, val_x, val_y = fine_tune_data(size)
+                        photos = load_batch([image_path(r) for r in rows], size)
+                        assert len(train_y) == len(image_fold) == len(training_images()[1])
+                    keep = image_fold != k
+                    out = train_and_predict(backbone, params, (train_x[keep], train_y[keep], val_x, val_y, keep),
+                                            photos[fold == k])
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    np.savez(cached, plain=out["plain"], flip=out["flip"], index=np.flatnonzero(fold == k),
+                             recipe=json.dumps(recipe), seconds=out["seconds"])
+                    print(f"crossval: {name} seed {seed} fold {k}: {out['seconds']:.0f}s, {out['epochs']} epochs",
+                          flush=True)
+                with np.load(cached) as saved:
+                    if str(saved["recipe"]) != json.dumps(recipe):
+                        raise SystemExit(f"{cached}: saved for another recipe; delete {CACHE} or rename the recipe")
+                    for view in probs:
+                        probs[view][saved["index"]] = saved[view]
+            results[(name, seed)] = probs
+    split_images("val")  # the val split must exist as it did for training (fails clearly otherwise)
+    return labels, rows, results
+
+
+def scores(labels: np.ndarray, rows: list[dict], probabilities: np.ndarray) -> dict:
+    """Accuracy, macro-F1, per-class recall and per-source accuracy of one set of predictions."""
+    from facemask.evaluation import accuracy_by, classification_metrics
+
+    predicted = probabilities.argmax(axis=1)
+    metrics = classification_metrics(labels, predicted)
+    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+            "recall": {c: v["recall"] for c, v in metrics["per_class"].items()},
+            "accuracy_by_source": {s: v["accuracy"] for s, v in
+                                   accuracy_by([r["source"] for r in rows], labels, predicted).items()}}
+
+
+def mcnemar(labels: np.ndarray, baseline: np.ndarray, other: np.ndarray) -> dict:
+    """Photos only `other` gets right, only `baseline` gets right, and the exact two-sided p-value."""
+    from scipy.stats import binomtest
+
+    base_right, other_right = baseline.argmax(1) == labels, other.argmax(1) == labels
+    wins, losses = int(np.sum(other_right & ~base_right)), int(np.sum(base_right & ~other_right))
+    p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+    return {"only_this_right": wins, "only_pipeline_right": losses, "p_value": round(float(p), 4)}
+
+
+def report(labels: np.ndarray, rows: list[dict], results: dict, seeds: list[int]) -> dict:
+    """Scores per (recipe, view), with the seeds' probabilities averaged, paired against pipeline/plain."""
+    names = list(dict.fromkeys(name for name, _ in results))
+    averaged = {(name, view): np.mean([results[(name, seed)][view] for seed in seeds], axis=0)
+                for name in names for view in ("plain", "flip")}
+    baseline = averaged[(names[0], "plain")]
+    return {f"{name}/{view}": scores(labels, rows, probs) | mcnemar(labels, baseline, probs)
+            for (name, view), probs in averaged.items()}
+
+
+def table(summary: dict) -> str:
+    lines = ["| recipe / view | accuracy | macro-F1 | recall wm_old / wm_young / wo_old / wo_young | worst source "
+             "| only this right / only pipeline right (p) |", "|---|---|---|---|---|---|"]
+    for key, row in summary.items():
+        worst = min(row["accuracy_by_source"].items(), key=lambda kv: kv[1])
+        lines.append(f"| {key} | {row['accuracy']:.3f} | {row['macro_f1']:.3f} | "
+                     f"{' / '.join(f'{v:.3f}' for v in row['recall'].values())} | {worst[0]} {worst[1]:.3f} | "
+                     f"{row['only_this_right']} / {row['only_pipeline_right']} ({row['p_value']}) |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="MobileNetV2")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1337])
+    parser.add_argument("--recipe", nargs=2, action="append", default=[], metavar=("NAME", "JSON"),
+                        help="train params to change, e.g. fine_tune_epochs4 '{\"fine_tune_epochs\": 4}'")
+    args = parser.parse_args()
+    recipes = {"pipeline": {}} | {name: json.loads(text) for name, text in args.recipe}
+    labels, rows, results = run_folds(args.backbone, recipes, args.folds, args.seeds)
+    summary = report(labels, rows, results, args.seeds)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "crossval.json").write_text(json.dumps(
+        {"backbone": args.backbone, "folds": args.folds, "seeds": args.seeds, "photos": len(rows),
+         "recipes": recipes, "scores": summary}, indent=1))
+    print(f"{args.backbone}, {args.folds}-fold cross-validation on {len(rows)} training photos, seeds {args.seeds}")
+    print(table(summary))
+
+
+if __name__ == "__main__":
+    main()
