@@ -134,3 +134,28 @@ def test_a_cosine_fine_tune_schedule_decays_the_rate_to_zero_over_the_phase():
     constant = fine_tune_model(model, {"fine_tune_learning_rate": 0.01}, pretrained=True, steps=10).optimizer
     constant.iterations.assign(10)
     assert float(constant.learning_rate) == pytest.approx(0.01)
+
+
+def test_an_age_loss_trains_an_extra_output_that_the_classifier_leaves_out(tmp_path):
+    import mlflow
+
+    from facemask.checkpoint import Checkpoint
+    from stages.train import age_targets, train_phases
+
+    assert [list(a) for a in age_targets(np.array([20.0, np.nan]))] == [[0.2, 0.0], [1.0, 0.0]]
+    keras.utils.set_random_seed(4)
+    model = build_classifier("MobileNetV2", 32, None)
+    rng = np.random.default_rng(4)
+    images = {"train_x": rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32), "train_y": np.arange(8) % 4,
+              "train_age": np.array([70, 25, np.nan, np.nan, 80, 30, np.nan, 19], np.float32),
+              "val_x": rng.uniform(0, 255, (4, 32, 32, 3)).astype(np.float32), "val_y": np.arange(4),
+              "val_age": np.array([65, np.nan, 72, 33], np.float32)}
+    before = model.get_layer("classifier").get_weights()[0].copy()
+    params = {"epochs": 0, "fine_tune_epochs": 1, "fine_tune_layers": "all", "age_loss_weight": 0.5, "batch_size": 4}
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_experiment("age-loss-test")  # not an experiment id another test's store set
+    with mlflow.start_run():
+        rows = train_phases(model, {}, lambda: images, params, Checkpoint(tmp_path, "test"), pretrained=False)
+    assert {"accuracy", "val_accuracy", "age_loss", "val_age_loss", "val_loss"} <= set(rows[-1])
+    assert not np.allclose(model.get_layer("classifier").get_weights()[0], before)
+    assert model.output_shape == (None, 4) and "age" not in [layer.name for layer in model.layers]
