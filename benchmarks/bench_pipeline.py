@@ -66,7 +66,7 @@ def retrain(name: str, overrides: dict) -> dict:
         with mlflow.start_run():
             meta, models, rows, seconds = train_members(name, params, {
                 seed: Checkpoint(Path(scratch) / str(seed), "bench") for seed in member_seeds(params)})
-    model = combined(name, models, bool(params.get("mirror", False)))
+    model = combined(name, models)
     scores = {}
     for split in ("val", "test"):
         paths, labels = split_images(split)

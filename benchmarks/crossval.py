@@ -56,22 +56,22 @@ def fold_of_training_images(rows: list[dict], fold: np.ndarray) -> np.ndarray:
                      for r in read_csv(AUGMENTED_DIR / "augment.csv")])
 
 
-def train_and_predict(backbone: str, params: dict, images: dict, keep: np.ndarray, held_out: np.ndarray) -> dict:
-    """One model trained as train_phases trains it, on `images` (as fine_tune_data gives them) and the cached
-    features of the training images where `keep` is true; its probabilities for the `held_out` images as
-    they are and mirrored."""
+def train_and_predict(backbone: str, params: dict, images: tuple, held_out: np.ndarray) -> dict:
+    """One model trained as train_phases trains it on `images` = (train x, y, val x, y, features row mask);
+    its probabilities for the `held_out` images as they are and mirrored."""
     import mlflow
 
     from facemask.checkpoint import Checkpoint
     from stages.train import train_phases, untrained
 
+    train_x, train_y, val_x, val_y, keep = images
     meta, features, model = untrained(backbone, params)
     features = features | {"train_x": features["train_x"][keep], "train_y": features["train_y"][keep]}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         mlflow.set_tracking_uri(f"sqlite:///{scratch}/crossval.db")
         with mlflow.start_run():
-            rows = train_phases(model, features, lambda: images, params,
+            rows = train_phases(model, features, lambda: (train_x, train_y, val_x, val_y), params,
                                 Checkpoint(scratch, "crossval"), meta["weights"] != "none")
     return {"plain": model.predict(held_out, verbose=0), "flip": model.predict(held_out[:, :, ::-1], verbose=0),
             "epochs": len(rows), "seconds": time.perf_counter() - started}
@@ -84,7 +84,7 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
 
     from facemask import CLASSES
     from facemask.images import load_batch
-    from facemask.splits import image_path, split_images
+    from facemask.splits import image_path, split_images, training_images
     from stages.train import candidate_params, fine_tune_data
 
     rows, fold = fold_of_photos(folds, seeds[0])
@@ -101,12 +101,12 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
                 if not cached.is_file():
                     if size is None:
                         size = json.loads((Path("data/features") / backbone / "meta.json").read_text())["image_size"]
-                        data = fine_tune_data(size)
+                        train_x, train_y, val_x, val_y = fine_tune_data(size)
                         photos = load_batch([image_path(r) for r in rows], size)
+                        assert len(train_y) == len(image_fold) == len(training_images()[1])
                     keep = image_fold != k
-                    subset = data | {key: data[key][keep] for key in ("train_x", "train_y", "train_age")}
-                    out = train_and_predict(backbone, params, subset, keep, photos[fold == k])
-                    del subset
+                    out = train_and_predict(backbone, params, (train_x[keep], train_y[keep], val_x, val_y, keep),
+                                            photos[fold == k])
                     keras.utils.clear_session(free_memory=True)  # each fold's model and graphs, or memory grows
                     gc.collect()
                     cached.parent.mkdir(parents=True, exist_ok=True)

@@ -59,22 +59,11 @@ def head(model: keras.Model) -> keras.Model:
     return keras.Model(features, x)
 
 
-@keras.saving.register_keras_serializable(package="facemask")
-class Mirror(keras.layers.Layer):
-    """Mirror images left to right, always (keras.layers.RandomFlip only flips at random, in training)."""
-
-    def call(self, images):
-        return keras.ops.flip(images, axis=-2)
-
-
-def average(models: dict[str, keras.Model], name: str, mirror: bool = False) -> keras.Model:
+def average(models: dict[str, keras.Model], name: str) -> keras.Model:
     """One model whose probabilities are the mean of `models`' ({member name: classifier}), e.g. one
-    backbone trained with several seeds; each member keeps its own preprocessing inside. With `mirror`,
-    each member also sees the image mirrored, and the mean is over both views of every member."""
+    backbone trained with several seeds; each member keeps its own preprocessing inside."""
     inputs = keras.Input(shape=(None, None, 3), name="image")
-    views = [inputs, Mirror(name="mirror")(inputs)] if mirror else [inputs]
-    wrapped = [keras.Model(model.input, model.output, name=member) for member, model in models.items()]
-    outputs = [member(view) for member in wrapped for view in views]
+    outputs = [keras.Model(model.input, model.output, name=member)(inputs) for member, model in models.items()]
     return keras.Model(inputs, keras.layers.Average(name="mean_probabilities")(outputs), name=name)
 
 

@@ -114,8 +114,7 @@ BACKBONE_SCHEMA = {
               "dropout": _number(0, 0.99), "class_weight": _one_of("balanced", "none"),
               "fine_tune_layers": _fine_tune_layers, "fine_tune_epochs": _whole(0),
               "fine_tune_learning_rate": _number(0, low_open=True),
-              "fine_tune_schedule": _one_of("constant", "cosine"), "age_loss_weight": _number(0),
-              "seeds": _seeds, "mirror": _boolean},
+              "fine_tune_schedule": _one_of("constant", "cosine"), "seeds": _seeds},
 }
 
 

@@ -30,20 +30,10 @@ def split_images(split: str, split_dir: Path = SPLIT_DIR) -> tuple[list[Path], n
     return [image_path(r, split_dir) for r in rows], np.array([CLASSES.index(r["label"]) for r in rows], dtype=int)
 
 
-def ages(rows: list[dict]) -> np.ndarray:
-    """Each row's age label in years as a float; NaN where it has none (only UTKFace photos have one)."""
-    return np.array([float(r["age"]) if r.get("age") else np.nan for r in rows], dtype=np.float32)
-
-
-def training_rows(augmented_dir: Path = AUGMENTED_DIR) -> list[dict]:
-    """The rows of augment.csv: the training set the models learn from (stage augment's output)."""
+def training_images(augmented_dir: Path = AUGMENTED_DIR) -> tuple[list[Path], np.ndarray]:
+    """Image paths and class indices of the training set the models learn from (stage augment's output)."""
     table = Path(augmented_dir) / "augment.csv"
     if not table.is_file():
         raise UserError(f"{table}: not found; run `dvc repro augment` first")
-    return read_csv(table)
-
-
-def training_images(augmented_dir: Path = AUGMENTED_DIR) -> tuple[list[Path], np.ndarray]:
-    """Image paths and class indices of the training set."""
-    rows = training_rows(augmented_dir)
+    rows = read_csv(table)
     return [Path(augmented_dir) / r["file"] for r in rows], np.array([CLASSES.index(r["label"]) for r in rows], dtype=int)

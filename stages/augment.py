@@ -5,7 +5,7 @@ zoom, shift, brightness, contrast; each a param, 0/false turns it off). With `ba
 classes get more copies per image, so that every class ends with about as many images as the largest.
 The training set is the training split plus the synthetic training faces (stage synthesize).
 Validation and test images are never read here. Writes data/augmented/train/<class>/* and
-data/augmented/augment.csv (file, label, origin, copy, age: the photo's age label, empty where unknown).
+data/augmented/augment.csv (file, label, origin, copy).
 """
 import shutil
 from collections import Counter
@@ -56,7 +56,7 @@ def transform_pipeline(params: dict, seed: int) -> keras.Sequential:
 
 
 def augment(train_rows: list[dict], out_dir: Path, params: dict) -> list[dict]:
-    """Copy each training image (rows: file, label, path, optional age) and write its augmented versions.
+    """Copy each training image (rows: file, label, path) and write its augmented versions.
 
     Returns the rows of augment.csv.
     """
@@ -75,14 +75,13 @@ def augment(train_rows: list[dict], out_dir: Path, params: dict) -> list[dict]:
             target = out_dir / "train" / label / source.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
-            kept = {"label": label, "origin": row["file"], "age": row.get("age", "")}
-            rows.append({"file": f"train/{label}/{target.name}", **kept, "copy": 0})
+            rows.append({"file": f"train/{label}/{target.name}", "label": label, "origin": row["file"], "copy": 0})
             pixels = load_rgb(source).astype(np.float32)
             for k in range(1, n_copies + 1):
                 augmented = np.asarray(pipeline(pixels, training=True))
                 name = f"{source.stem}__aug{k}{source.suffix}"
                 _save(np.clip(augmented, 0, 255).round().astype(np.uint8), target.with_name(name))
-                rows.append({"file": f"train/{label}/{name}", **kept, "copy": k})
+                rows.append({"file": f"train/{label}/{name}", "label": label, "origin": row["file"], "copy": k})
     return rows
 
 
@@ -101,7 +100,7 @@ def main() -> None:
     train_rows += [{**row, "file": f"synthetic/{row['file']}", "path": SYNTHETIC_DIR / row["file"]}
                    for row in read_csv(SYNTHETIC_DIR / "synthetic.csv")]
     rows = augment(train_rows, OUT_DIR, params)
-    write_csv(OUT_DIR / "augment.csv", rows, ["file", "label", "origin", "copy", "age"])
+    write_csv(OUT_DIR / "augment.csv", rows, ["file", "label", "origin", "copy"])
     print(f"augment: {len(train_rows)} training images -> {len(rows)} ({dict(Counter(r['label'] for r in rows))})")
 
 

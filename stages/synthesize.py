@@ -5,8 +5,7 @@ are mostly aligned UTKFace crops: a model can learn "web crop = masked old" inst
 Drawing a mask on aligned UTKFace faces (older faces from a separate pool -> with_mask_old; young
 faces of the *training* split -> with_mask_young) gives both masked classes the unmasked classes'
 source and framing. These images only ever join the training set (augment); val and test stay real.
-Writes data/synthetic/<class>/* and data/synthetic/synthetic.csv (file, label, origin, age: the face's
-age label where known, from the pool's metadata.csv or the training split).
+Writes data/synthetic/<class>/* and data/synthetic/synthetic.csv (file, label, origin).
 """
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from facemask import UserError
-from facemask.files import read_csv, write_csv
+from facemask.files import write_csv
 from facemask.images import IMAGE_SUFFIXES, load_rgb
 from facemask.params import load_section
 from facemask.splits import image_path, split_rows
@@ -53,10 +52,8 @@ def draw_mask(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(face)
 
 
-def synthesize(old_faces: list[Path], young_faces: list[Path], out_dir: Path, seed: int = 1337,
-               ages: dict | None = None) -> list[dict]:
-    """Write a masked copy of each face: old_faces -> with_mask_old, young_faces -> with_mask_young;
-    each row keeps the face's age from `ages` ({path: age}; empty where unknown)."""
+def synthesize(old_faces: list[Path], young_faces: list[Path], out_dir: Path, seed: int = 1337) -> list[dict]:
+    """Write a masked copy of each face: old_faces -> with_mask_old, young_faces -> with_mask_young."""
     rng = np.random.default_rng(seed)
     rows = []
     for label, faces in (("with_mask_old", old_faces), ("with_mask_young", young_faces)):
@@ -64,8 +61,7 @@ def synthesize(old_faces: list[Path], young_faces: list[Path], out_dir: Path, se
             target = out_dir / label / f"{path.stem}__synthmask.jpg"
             target.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(draw_mask(load_rgb(path), rng)).save(target, quality=95)
-            rows.append({"file": f"{label}/{target.name}", "label": label, "origin": str(path),
-                         "age": (ages or {}).get(path, "")})
+            rows.append({"file": f"{label}/{target.name}", "label": label, "origin": str(path)})
     return rows
 
 
@@ -78,7 +74,7 @@ def pick(paths: list[Path], count: int, seed: int) -> list[Path]:
 def main() -> None:
     params = load_section("synthesize")
     seed = int(params.get("seed", 1337))
-    old_faces, ages = [], {}
+    old_faces = []
     if int(params.get("old_from_pool", 0)) > 0:
         pool = Path(str(params.get("pool", "")))
         if not pool.is_dir():
@@ -86,15 +82,13 @@ def main() -> None:
                             "point it at one or set synthesize.old_from_pool: 0")
         faces = sorted(p for p in pool.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         old_faces = pick(faces, int(params["old_from_pool"]), seed)
-        if (pool / "metadata.csv").is_file():
-            ages = {pool / row["file"]: row.get("age", "") for row in read_csv(pool / "metadata.csv")}
     aligned = set(params.get("aligned_sources", []))
-    young = [r for r in split_rows("train") if r["label"] == "without_mask_young" and r.get("source") in aligned]
-    ages |= {image_path(r): r.get("age", "") for r in young}
-    young_faces = pick([image_path(r) for r in young], int(params.get("young_from_train", 0)), seed + 1)
+    young = [image_path(r) for r in split_rows("train")
+             if r["label"] == "without_mask_young" and r.get("source") in aligned]
+    young_faces = pick(young, int(params.get("young_from_train", 0)), seed + 1)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    rows = synthesize(old_faces, young_faces, OUT_DIR, seed, ages)
-    write_csv(OUT_DIR / "synthetic.csv", rows, ["file", "label", "origin", "age"])
+    rows = synthesize(old_faces, young_faces, OUT_DIR, seed)
+    write_csv(OUT_DIR / "synthetic.csv", rows, ["file", "label", "origin"])
     print(f"synthesize: {len(old_faces)} with_mask_old and {len(young_faces)} with_mask_young training faces")
 
 

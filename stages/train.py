@@ -5,8 +5,7 @@ it, so phase 2 starts from the untrained head, which validated better for Mobile
 fine_tune_epochs > 0, unfreezes the top `fine_tune_layers` backbone layers ("all" for every layer,
 the only sensible choice without pretrained weights) and trains on the images at a low learning rate.
 Pretrained BatchNorm stays in inference mode. With `seeds: [a, b, ...]` the candidate is that many
-models, trained alike but for the seed, and the saved model averages their probabilities. With
-`mirror: true` the saved model also averages each image's and its mirror image's probabilities.
+models, trained alike but for the seed, and the saved model averages their probabilities.
 Writes models/<backbone>/{model.keras, mlflow.json}, metrics/<backbone>_val.json and
 plots/<backbone>/history.csv; logs one MLflow run.
 
@@ -33,39 +32,36 @@ from facemask.checkpoint import Checkpoint, fingerprint
 from facemask.evaluation import classification_metrics, member_scores, reframed_scores
 from facemask.files import read_json, write_csv, write_json
 from facemask.images import load_batch
-from facemask.model import FEATURES_LAYER, average, head, load, predict_labels
+from facemask.model import average, head, load, predict_labels
 from facemask.params import backbone_section, load_section
-from facemask.splits import ages, split_images, split_rows, training_images, training_rows
+from facemask.splits import split_images, training_images
 from facemask.stage import candidate_arg, require, run
 from facemask.tracking import PIP_REQUIREMENTS, configure, start_run
 
 FEATURES_ROOT = Path("data/features")
 CHECKPOINT_ROOT = Path(".checkpoints")
-AGE_SCALE = 100.0  # years per unit of the auxiliary age output
 # The code a checkpoint depends on (as this stage's deps in dvc.yaml): an edit to any starts over.
 CODE = [Path(__file__)] + [Path(__file__).parents[1] / "facemask" / f"{name}.py"
                            for name in ("model", "images", "splits", "evaluation")]
 
 
 class Batches(keras.utils.PyDataset):
-    """(x, y, sample weight) batches in an order that depends only on (seed, epoch): resumable.
-    y and the weights are one array, or a tuple of arrays (one per model output)."""
+    """(x, y, sample weight) batches in an order that depends only on (seed, epoch): resumable."""
 
-    def __init__(self, x: np.ndarray, y, weights, batch_size: int, seed: int):
+    def __init__(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int, seed: int):
         super().__init__()
         self.x, self.y, self.weights, self.batch_size, self.seed = x, y, weights, batch_size, seed
-        self.order = np.arange(len(x))
+        self.order = np.arange(len(y))
 
     def shuffle(self, epoch: int) -> None:
-        self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.x))
+        self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.y))
 
     def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+        return math.ceil(len(self.y) / self.batch_size)
 
     def __getitem__(self, i: int):
         rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-        pick = (lambda a: tuple(part[rows] for part in a)) if isinstance(self.y, tuple) else (lambda a: a[rows])
-        return self.x[rows], pick(self.y), pick(self.weights)
+        return self.x[rows], self.y[rows], self.weights[rows]
 
 
 def class_weights(labels: np.ndarray, mode) -> dict | None:
@@ -77,29 +73,11 @@ def class_weights(labels: np.ndarray, mode) -> dict | None:
     return {int(c): float(w) for c, w in zip(classes, weights)}
 
 
-def batches(x: np.ndarray, y: np.ndarray, params: dict, age: np.ndarray | None = None) -> Batches:
-    """Training batches with each sample weighted by its class weight (as Keras's class_weight does);
-    with `age` (years, NaN where unknown), also age targets for with_age_output(), weighted 1 where known."""
+def batches(x: np.ndarray, y: np.ndarray, params: dict) -> Batches:
+    """Training batches with each sample weighted by its class weight (as Keras's class_weight does)."""
     weights = class_weights(y, params.get("class_weight", "balanced"))
     sample_weights = np.array([weights[int(label)] for label in y] if weights else np.ones(len(y)), np.float32)
-    size, seed = int(params.get("batch_size", 32)), int(params.get("seed", 1337))
-    if age is None:
-        return Batches(x, y, sample_weights, size, seed)
-    return Batches(x, (y, age_targets(age)[0]), (sample_weights, age_targets(age)[1]), size, seed)
-
-
-def age_targets(age: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(age / AGE_SCALE, 0 where unknown; loss weight: 1 where the age is known, else 0)."""
-    known = ~np.isnan(age)
-    return np.where(known, age / AGE_SCALE, 0).astype(np.float32), known.astype(np.float32)
-
-
-def with_age_output(model: keras.Model) -> keras.Model:
-    """`model` (sharing its layers) with a second output regressing age / AGE_SCALE from the pooled features.
-    Training only: young and old are age ranges, and an age target tells a 38-year-old from a 20-year-old
-    where the class alone does not. The saved model is `model`, without this output."""
-    age = keras.layers.Dense(1, name="age")(model.get_layer(FEATURES_LAYER).output)
-    return keras.Model(model.inputs, [model.output, age])
+    return Batches(x, y, sample_weights, int(params.get("batch_size", 32)), int(params.get("seed", 1337)))
 
 
 def head_model(model: keras.Model, params: dict) -> keras.Model:
@@ -113,7 +91,6 @@ def head_model(model: keras.Model, params: dict) -> keras.Model:
 def fine_tune_model(model: keras.Model, params: dict, pretrained: bool, steps: int) -> keras.Model:
     """`model` with the top layers of each backbone in it unfrozen, compiled at the fine-tuning learning rate
     (with `fine_tune_schedule: cosine`, decayed to 0 along a cosine over the phase's `steps` batches).
-    With `age_loss_weight` > 0 it returns with_age_output(model), its age loss (Huber) weighted so.
 
     Pretrained BatchNorm layers stay frozen: in Keras 3 a non-trainable BatchNormalization runs in
     inference mode, whereas `training=False` at the backbone's call does not survive fit().
@@ -128,13 +105,7 @@ def fine_tune_model(model: keras.Model, params: dict, pretrained: bool, steps: i
     rate = float(params.get("fine_tune_learning_rate", 1e-5))
     if params.get("fine_tune_schedule", "constant") == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps)
-    optimizer, age_weight = keras.optimizers.Adam(rate), float(params.get("age_loss_weight", 0))
-    if age_weight > 0:
-        trainer = with_age_output(model)
-        trainer.compile(optimizer=optimizer, loss=["sparse_categorical_crossentropy", "huber"],
-                        loss_weights=[1.0, age_weight], metrics=[["accuracy"], []])
-        return trainer
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -159,7 +130,7 @@ def fit(model: keras.Model, data: Batches, validation: tuple, epochs: int, patie
         data.shuffle(epoch)
         logs = model.fit(data, validation_data=validation, initial_epoch=epoch, epochs=epoch + 1,
                          shuffle=False, verbose=0).history
-        logs = {k.replace("classifier_accuracy", "accuracy"): float(v[-1]) for k, v in logs.items()}
+        logs = {k: float(v[-1]) for k, v in logs.items()}
         rows.append({"epoch": len(rows) + 1, "phase": phase, **{k: round(v, 5) for k, v in logs.items()}})
         mlflow.log_metrics(logs, step=len(rows))
         wait += 1
@@ -178,33 +149,26 @@ def fit(model: keras.Model, data: Batches, validation: tuple, epochs: int, patie
 
 
 @functools.cache
-def fine_tune_data(image_size: int) -> dict:
-    """The training and val images at `image_size` (train_x, val_x), their class indices (train_y, val_y)
-    and age labels (train_age, val_age: years, NaN where unknown), decoded once per process."""
+def fine_tune_data(image_size: int) -> tuple:
+    """(train images, train labels, val images, val labels) at `image_size`, decoded once per process."""
     train_paths, train_y = training_images()
     val_paths, val_y = split_images("val")
-    return {"train_x": load_batch(train_paths, image_size), "train_y": train_y, "train_age": ages(training_rows()),
-            "val_x": load_batch(val_paths, image_size), "val_y": val_y, "val_age": ages(split_rows("val"))}
+    return load_batch(train_paths, image_size), train_y, load_batch(val_paths, image_size), val_y
 
 
-def train_phases(model: keras.Model, features: dict, images: Callable[[], dict], params: dict,
+def train_phases(model: keras.Model, features: dict, images: Callable[[], tuple], params: dict,
                  checkpoint: Checkpoint, pretrained: bool, rows: list | None = None) -> list:
     """Phase 1 on the cached features (skipped when epochs is 0 or the checkpoint is already in phase 2),
-    then phase 2 on images() (as fine_tune_data() gives them) when fine_tune_epochs > 0;
+    then phase 2 on images() = (train images, labels, val images, labels) when fine_tune_epochs > 0;
     returns `rows` + the history rows of both."""
     patience, head_epochs, rows = int(params.get("patience", 5)), int(params.get("epochs", 30)), list(rows or [])
     if checkpoint.state.get("phase") != "fine_tune" and head_epochs > 0:
         rows = fit(head_model(model, params), batches(features["train_x"], features["train_y"], params),
                    (features["val_x"], features["val_y"]), head_epochs, patience, "head", checkpoint, rows)
     if int(params.get("fine_tune_epochs", 0)) > 0:
-        data, epochs = images(), int(params["fine_tune_epochs"])
-        with_age = float(params.get("age_loss_weight", 0)) > 0
-        train = batches(data["train_x"], data["train_y"], params, data["train_age"] if with_age else None)
-        validation = (data["val_x"], data["val_y"])
-        if with_age:
-            age, known = age_targets(data["val_age"])
-            validation = (data["val_x"], (data["val_y"], age), (np.ones(len(age), np.float32), known))
-        rows = fit(fine_tune_model(model, params, pretrained, steps=len(train) * epochs), train, validation,
+        train_x, train_y, val_x, val_y = images()
+        data, epochs = batches(train_x, train_y, params), int(params["fine_tune_epochs"])
+        rows = fit(fine_tune_model(model, params, pretrained, steps=len(data) * epochs), data, (val_x, val_y),
                    epochs, patience, "fine_tune", checkpoint, rows)
     return rows
 
@@ -235,13 +199,11 @@ def train_members(backbone: str, params: dict, checkpoints: dict[int, Checkpoint
     return meta, models, rows, seconds
 
 
-def combined(backbone: str, models: dict[int, keras.Model], mirror: bool = False) -> keras.Model:
-    """The one model of a candidate: its only model, or the average of its seeds' models; with `mirror`,
-    the average over each model's view of the image and of its mirror image."""
-    if len(models) == 1 and not mirror:
+def combined(backbone: str, models: dict[int, keras.Model]) -> keras.Model:
+    """The one model of a candidate: its only model, or the average of its seeds' models."""
+    if len(models) == 1:
         return next(iter(models.values()))
-    return average({f"seed_{seed}": model for seed, model in models.items()}, name=f"facemask_{backbone}",
-                   mirror=mirror)
+    return average({f"seed_{seed}": model for seed, model in models.items()}, name=f"facemask_{backbone}")
 
 
 def candidate_params(backbone: str) -> dict:
@@ -295,7 +257,7 @@ def main() -> None:
             checkpoint.state["run_id"] = active.info.run_id
         _, models, rows, seconds = train_members(backbone, params, checkpoints)
         train_seconds = sum(seconds.values())
-        model = combined(backbone, models, bool(params.get("mirror", False)))
+        model = combined(backbone, models)
         val_paths, val_y = split_images("val")
         val_x = load_batch(val_paths, meta["image_size"])  # decoded once for the model and its members
         val = classification_metrics(val_y, model.predict(val_x, verbose=0).argmax(axis=1))

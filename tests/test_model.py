@@ -5,7 +5,6 @@ import pytest
 
 from facemask import UserError
 from facemask.backbones import BACKBONES, WeightsUnavailable, resolve_weights
-from facemask.images import resizer
 from facemask.model import average, build_classifier, build_ensemble, feature_extractor, head, input_size, load, members
 from tests.conftest import REAL_WEIGHTS
 
@@ -46,21 +45,6 @@ def test_a_seed_average_is_the_mean_of_its_members_and_survives_a_safe_load(tiny
     np.testing.assert_allclose(loaded.predict(images, verbose=0), expected, atol=1e-5)
     assert [member.name for member in members(loaded)] == ["seed_0", "seed_1"]
     assert input_size(loaded) == 32 and members(tiny_model) == [tiny_model]
-
-
-def test_a_mirrored_average_is_the_mean_over_both_views_and_survives_a_safe_load(tmp_path):
-    keras.utils.set_random_seed(3)
-    inputs = keras.Input(shape=(None, None, 3))  # a classifier that tells left from right (untrained
-    pixels = keras.layers.Flatten()(resizer(8)(inputs))  # backbones without weights answer 0.25 to all)
-    classifier = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(keras.layers.Rescaling(0.01)(pixels)))
-    mirrored = average({"seed_0": classifier}, name="facemask_MobileNetV2", mirror=True)
-    mirrored.save(tmp_path / "model.keras")
-    loaded = load(tmp_path / "model.keras")
-    images = np.random.default_rng(3).uniform(0, 255, (2, 50, 40, 3)).astype(np.float32)
-    expected = (classifier.predict(images, verbose=0) + classifier.predict(images[:, :, ::-1], verbose=0)) / 2
-    np.testing.assert_allclose(loaded.predict(images, verbose=0), expected, atol=1e-5)
-    assert not np.allclose(expected, classifier.predict(images, verbose=0), atol=1e-3)  # the mirror mattered
-    assert [member.name for member in members(loaded)] == ["seed_0"] and input_size(loaded) == 8
 
 
 def test_every_backbone_builds_without_weights():
@@ -134,28 +118,3 @@ def test_a_cosine_fine_tune_schedule_decays_the_rate_to_zero_over_the_phase():
     constant = fine_tune_model(model, {"fine_tune_learning_rate": 0.01}, pretrained=True, steps=10).optimizer
     constant.iterations.assign(10)
     assert float(constant.learning_rate) == pytest.approx(0.01)
-
-
-def test_an_age_loss_trains_an_extra_output_that_the_classifier_leaves_out(tmp_path):
-    import mlflow
-
-    from facemask.checkpoint import Checkpoint
-    from stages.train import age_targets, train_phases
-
-    assert [list(a) for a in age_targets(np.array([20.0, np.nan]))] == [[0.2, 0.0], [1.0, 0.0]]
-    keras.utils.set_random_seed(4)
-    model = build_classifier("MobileNetV2", 32, None)
-    rng = np.random.default_rng(4)
-    images = {"train_x": rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32), "train_y": np.arange(8) % 4,
-              "train_age": np.array([70, 25, np.nan, np.nan, 80, 30, np.nan, 19], np.float32),
-              "val_x": rng.uniform(0, 255, (4, 32, 32, 3)).astype(np.float32), "val_y": np.arange(4),
-              "val_age": np.array([65, np.nan, 72, 33], np.float32)}
-    before = model.get_layer("classifier").get_weights()[0].copy()
-    params = {"epochs": 0, "fine_tune_epochs": 1, "fine_tune_layers": "all", "age_loss_weight": 0.5, "batch_size": 4}
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    mlflow.set_experiment("age-loss-test")  # not an experiment id another test's store set
-    with mlflow.start_run():
-        rows = train_phases(model, {}, lambda: images, params, Checkpoint(tmp_path, "test"), pretrained=False)
-    assert {"accuracy", "val_accuracy", "age_loss", "val_age_loss", "val_loss"} <= set(rows[-1])
-    assert not np.allclose(model.get_layer("classifier").get_weights()[0], before)
-    assert model.output_shape == (None, 4) and "age" not in [layer.name for layer in model.layers]

@@ -40,7 +40,6 @@ def test_the_projects_params_are_valid():
     ("train.backbones.Xception.seeds", 7, "seeds must be a list of different whole numbers >= 0"),
     ("train.backbones.Xception.seeds", [7, 7], "seeds must be a list of different whole numbers >= 0"),
     ("train.backbones.Xception.seeds", [], "seeds must be a list of different whole numbers >= 0"),
-    ("train.backbones.Xception.mirror", "yes", "mirror must be true or false, got 'yes'"),
     ("train.backbones.Xception.fine_tune_schedule", "linear", "fine_tune_schedule must be one of: constant, cosine"),
     ("select.metric", "test_accuracy", "select.metric must be one of: val_macro_f1, val_accuracy"),
     ("select.threshold", 1.5, "select.threshold must be a number >= 0 and <= 1"),
