@@ -10,8 +10,9 @@ trained as the train stage trains one model (train_phases, its params from param
 recipe; the first recipe, `pipeline`, changes nothing) on the augmented copies and synthetic faces of
 the other folds' photos, with the val split for early stopping as in the pipeline. It then predicts
 the held-out photos as they are and mirrored (flip test-time averaging: the mean of both).
-The test split is never read. Each (recipe, seed, fold) is saved in .crossval/ as it finishes, so a
-killed run goes on where it stopped. Writes benchmarks/results/crossval.json and prints a table; each
+The test split is never read. Each (recipe, seed, fold) is saved in .crossval/ as it finishes, under a
+digest of its params, data and training code, so a killed run goes on where it stopped and a change
+to any of them trains again. Writes benchmarks/results/crossval.json and prints a table; each
 recipe and view is paired against `pipeline` as it is (exact McNemar test on the photos one of the two
 gets right and the other wrong).
 """
@@ -83,9 +84,10 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
     import keras
 
     from facemask import CLASSES
+    from facemask.checkpoint import fingerprint
     from facemask.images import load_batch
-    from facemask.splits import image_path, split_images, training_images
-    from stages.train import candidate_params, fine_tune_data
+    from facemask.splits import AUGMENTED_DIR, SPLIT_DIR, image_path
+    from stages.train import CODE, FEATURES_ROOT, candidate_params, fine_tune_data
 
     rows, fold = fold_of_photos(folds, seeds[0])
     labels = np.array([CLASSES.index(r["label"]) for r in rows])
@@ -95,15 +97,17 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
     for name, recipe in recipes.items():
         for seed in seeds:
             params = candidate_params(backbone) | recipe | {"seeds": None, "seed": seed}
+            # A fold's cache is valid only for these params, folds, data and training code.
+            digest = fingerprint({"params": params, "folds": folds, "fold_seed": seeds[0]}, [
+                AUGMENTED_DIR / "augment.csv", SPLIT_DIR / "split.csv", FEATURES_ROOT / backbone / "meta.json", *CODE])
             probs = {"plain": np.zeros((len(rows), len(CLASSES))), "flip": np.zeros((len(rows), len(CLASSES)))}
             for k in range(folds):
-                cached = CACHE / backbone / f"{name}_seed{seed}_fold{k}of{folds}.npz"
+                cached = CACHE / backbone / f"{name}_seed{seed}_fold{k}of{folds}_{digest[:12]}.npz"
                 if not cached.is_file():
                     if size is None:
-                        size = json.loads((Path("data/features") / backbone / "meta.json").read_text())["image_size"]
+                        size = json.loads((FEATURES_ROOT / backbone / "meta.json").read_text())["image_size"]
                         train_x, train_y, val_x, val_y = fine_tune_data(size)
                         photos = load_batch([image_path(r) for r in rows], size)
-                        assert len(train_y) == len(image_fold) == len(training_images()[1])
                     keep = image_fold != k
                     out = train_and_predict(backbone, params, (train_x[keep], train_y[keep], val_x, val_y, keep),
                                             photos[fold == k])
@@ -111,16 +115,13 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
                     gc.collect()
                     cached.parent.mkdir(parents=True, exist_ok=True)
                     np.savez(cached, plain=out["plain"], flip=out["flip"], index=np.flatnonzero(fold == k),
-                             recipe=json.dumps(recipe), seconds=out["seconds"])
+                             seconds=out["seconds"])
                     print(f"crossval: {name} seed {seed} fold {k}: {out['seconds']:.0f}s, {out['epochs']} epochs",
                           flush=True)
                 with np.load(cached) as saved:
-                    if str(saved["recipe"]) != json.dumps(recipe):
-                        raise SystemExit(f"{cached}: saved for another recipe; delete {CACHE} or rename the recipe")
                     for view in probs:
                         probs[view][saved["index"]] = saved[view]
             results[(name, seed)] = probs
-    split_images("val")  # the val split must exist as it did for training (fails clearly otherwise)
     return labels, rows, results
 
 
