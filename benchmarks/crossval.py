@@ -50,29 +50,30 @@ def fold_of_training_images(rows: list[dict], fold: np.ndarray) -> np.ndarray:
     synthetic face was drawn on; -1 for a synthetic face from the outside pool (trained on in every fold)."""
     from facemask.files import read_csv
     from facemask.splits import AUGMENTED_DIR, image_path
+    from stages.augment import SYNTHETIC_DIR
 
     by_path = {str(image_path(row)): k for row, k in zip(rows, fold)} | {row["file"]: k for row, k in zip(rows, fold)}
-    drawn_on = {f"synthetic/{r['file']}": r["origin"] for r in read_csv(Path("data/synthetic/synthetic.csv"))}
+    drawn_on = {f"synthetic/{r['file']}": r["origin"] for r in read_csv(SYNTHETIC_DIR / "synthetic.csv")}
     return np.array([by_path.get(drawn_on.get(r["origin"], r["origin"]), -1)
                      for r in read_csv(AUGMENTED_DIR / "augment.csv")])
 
 
-def train_and_predict(backbone: str, params: dict, images: tuple, held_out: np.ndarray) -> dict:
-    """One model trained as train_phases trains it on `images` = (train x, y, val x, y, features row mask);
-    its probabilities for the `held_out` images as they are and mirrored."""
+def train_and_predict(backbone: str, params: dict, images: tuple, keep: np.ndarray, held_out: np.ndarray) -> dict:
+    """One model trained as train_phases trains it, on `images` = (train x, y, val x, y) and the cached
+    features of the training images where `keep` is true; its probabilities for the `held_out` images
+    as they are and mirrored."""
     import mlflow
 
     from facemask.checkpoint import Checkpoint
     from stages.train import train_phases, untrained
 
-    train_x, train_y, val_x, val_y, keep = images
     meta, features, model = untrained(backbone, params)
     features = features | {"train_x": features["train_x"][keep], "train_y": features["train_y"][keep]}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         mlflow.set_tracking_uri(f"sqlite:///{scratch}/crossval.db")
         with mlflow.start_run():
-            rows = train_phases(model, features, lambda: (train_x, train_y, val_x, val_y), params,
+            rows = train_phases(model, features, lambda: images, params,
                                 Checkpoint(scratch, "crossval"), meta["weights"] != "none")
     return {"plain": model.predict(held_out, verbose=0), "flip": model.predict(held_out[:, :, ::-1], verbose=0),
             "epochs": len(rows), "seconds": time.perf_counter() - started}
@@ -85,6 +86,7 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
 
     from facemask import CLASSES
     from facemask.checkpoint import fingerprint
+    from facemask.files import read_json
     from facemask.images import load_batch
     from facemask.splits import AUGMENTED_DIR, SPLIT_DIR, image_path
     from stages.train import CODE, FEATURES_ROOT, candidate_params, fine_tune_data
@@ -105,11 +107,11 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
                 cached = CACHE / backbone / f"{name}_seed{seed}_fold{k}of{folds}_{digest[:12]}.npz"
                 if not cached.is_file():
                     if size is None:
-                        size = json.loads((FEATURES_ROOT / backbone / "meta.json").read_text())["image_size"]
+                        size = read_json(FEATURES_ROOT / backbone / "meta.json")["image_size"]
                         train_x, train_y, val_x, val_y = fine_tune_data(size)
                         photos = load_batch([image_path(r) for r in rows], size)
                     keep = image_fold != k
-                    out = train_and_predict(backbone, params, (train_x[keep], train_y[keep], val_x, val_y, keep),
+                    out = train_and_predict(backbone, params, (train_x[keep], train_y[keep], val_x, val_y), keep,
                                             photos[fold == k])
                     keras.utils.clear_session(free_memory=True)  # each fold's model and graphs, or memory grows
                     gc.collect()
