@@ -114,7 +114,8 @@ BACKBONE_SCHEMA = {
               "dropout": _number(0, 0.99), "class_weight": _one_of("balanced", "none"),
               "fine_tune_layers": _fine_tune_layers, "fine_tune_epochs": _whole(0),
               "fine_tune_learning_rate": _number(0, low_open=True),
-              "fine_tune_schedule": _one_of("constant", "cosine"), "seeds": _seeds},
+              "fine_tune_schedule": _one_of("constant", "cosine"), "seeds": _seeds,
+              "label_smoothing": _number(0, 0.5), "mixup": _number(0, 2)},
 }
 
 
