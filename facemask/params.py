@@ -115,7 +115,7 @@ BACKBONE_SCHEMA = {
               "fine_tune_layers": _fine_tune_layers, "fine_tune_epochs": _whole(0),
               "fine_tune_learning_rate": _number(0, low_open=True),
               "fine_tune_schedule": _one_of("constant", "cosine"), "seeds": _seeds,
-              "label_smoothing": _number(0, 0.5), "mixup": _number(0, 2)},
+              "label_smoothing": _number(0, 0.5)},
 }
 
 

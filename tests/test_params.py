@@ -42,7 +42,6 @@ def test_the_projects_params_are_valid():
     ("train.backbones.Xception.seeds", [], "seeds must be a list of different whole numbers >= 0"),
     ("train.backbones.Xception.fine_tune_schedule", "linear", "fine_tune_schedule must be one of: constant, cosine"),
     ("train.backbones.MobileNetV2.label_smoothing", 0.7, "label_smoothing must be a number >= 0 and <= 0.5"),
-    ("train.backbones.MobileNetV2.mixup", -0.2, "mixup must be a number >= 0 and <= 2"),
     ("select.metric", "test_accuracy", "select.metric must be one of: val_macro_f1, val_accuracy"),
     ("select.threshold", 1.5, "select.threshold must be a number >= 0 and <= 1"),
     ("evaluate", [32], "evaluate must be a mapping of settings"),
