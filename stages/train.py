@@ -64,9 +64,10 @@ class Batches(keras.utils.PyDataset):
         return self.x[rows], self.targets[rows], self.weights[rows]
 
     def release(self) -> None:
-        """Drop the arrays once training is over. TensorFlow's from_generator registry keeps every dataset
-        fit() was given alive, even after keras.utils.clear_session(): without this, cross-validation
-        held one more copy of the training images per fold (2.8 GB) until it ran out of memory."""
+        """Drop the arrays once training is over (fit() does). TensorFlow's from_generator registry keeps
+        every dataset Keras's fit() was given alive, even after keras.utils.clear_session(): without this,
+        cross-validation held one more copy of the training images per fold (2.8 GB) until it ran out of
+        memory."""
         self.x = self.targets = self.weights = None
 
 
@@ -138,7 +139,8 @@ def fit(model: keras.Model, data: Batches, validation: tuple, epochs: int, patie
     """Train `model` one fit() per epoch, resuming from `checkpoint` if it holds this phase.
 
     Early stopping on val_loss with the best weights restored, as keras.callbacks.EarlyStopping does.
-    After each epoch everything needed to go on is checkpointed. Returns `rows` + this phase's history.
+    After each epoch everything needed to go on is checkpointed. Returns `rows` + this phase's history;
+    `data` is released (its arrays dropped) at the end.
     """
     saved = checkpoint.state if checkpoint.state.get("phase") == phase else None
     model.optimizer.build(model.trainable_variables)
@@ -169,6 +171,7 @@ def fit(model: keras.Model, data: Batches, validation: tuple, epochs: int, patie
                         optimizer=[v.numpy() for v in model.optimizer.variables], best=best_weights or [])
     if best_weights is not None:
         model.set_weights(best_weights)
+    data.release()
     return rows
 
 
@@ -187,16 +190,14 @@ def train_phases(model: keras.Model, features: dict, images: Callable[[], tuple]
     returns `rows` + the history rows of both."""
     patience, head_epochs, rows = int(params.get("patience", 5)), int(params.get("epochs", 30)), list(rows or [])
     if checkpoint.state.get("phase") != "fine_tune" and head_epochs > 0:
-        data = batches(features["train_x"], features["train_y"], params)
-        rows = fit(head_model(model, params), data, (features["val_x"], targets(features["val_y"], params)),
-                   head_epochs, patience, "head", checkpoint, rows)
-        data.release()
+        rows = fit(head_model(model, params), batches(features["train_x"], features["train_y"], params),
+                   (features["val_x"], targets(features["val_y"], params)), head_epochs, patience, "head",
+                   checkpoint, rows)
     if int(params.get("fine_tune_epochs", 0)) > 0:
         train_x, train_y, val_x, val_y = images()
         data, epochs = batches(train_x, train_y, params), int(params["fine_tune_epochs"])
         rows = fit(fine_tune_model(model, params, pretrained, steps=len(data) * epochs), data,
                    (val_x, targets(val_y, params)), epochs, patience, "fine_tune", checkpoint, rows)
-        data.release()
     return rows
 
 
