@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from facemask import explain, export, predict, serve
+from facemask.detect import DEFAULT_DETECTOR, DETECTORS, make_detector
 from facemask.export import FORMATS, TOLERANCE
 from facemask.predict import DEFAULT_MODEL
 from facemask.splits import split_images
@@ -15,8 +16,8 @@ def main(argv=None) -> int:
 
 
 def run_predict(args) -> int:
-    predictor = predict.Predictor(predict.load_model(args.model), whole_image=args.whole_image, margin=args.margin,
-                                  detect=not args.no_detect)
+    predictor = predict.Predictor(predict.load_model(args.model), make_detector(args.detector),
+                                  whole_image=args.whole_image, margin=args.margin, detect=not args.no_detect)
     failed = predict.run(args.paths, predictor, args.out, args.json)
     if failed:
         print(f"predict: {failed} file(s) could not be read", file=sys.stderr)
@@ -24,8 +25,17 @@ def run_predict(args) -> int:
 
 
 def run_serve(args) -> None:
-    predictor = predict.Predictor(predict.load_model(args.model), whole_image=args.whole_image)
+    predictor = predict.Predictor(predict.load_model(args.model), make_detector(args.detector),
+                                  whole_image=args.whole_image)
     serve.serve(predictor, args.host, args.port, args.max_bytes, str(args.model))
+
+
+def run_video(args) -> None:
+    from facemask import video
+
+    classifier = video.load_classifier(args.model, args.int8, keras_only=args.keras)
+    video.run(args.source, classifier, make_detector(args.detector), args.out, sys.stdout if args.json else None,
+              args.show, args.smooth, args.stall_timeout, args.margin)
 
 
 def run_export(args) -> None:
@@ -56,6 +66,11 @@ def formats(text: str) -> tuple:
     return chosen
 
 
+def add_detector_option(cmd) -> None:
+    cmd.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR,
+                     help=f"face detector (default {DEFAULT_DETECTOR}, chosen by benchmarks/bench_video.py)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m facemask", description=__doc__)
     commands = top.add_subparsers(required=True, metavar="COMMAND")
@@ -68,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--whole-image", action="store_true", help="classify the whole image when no face is found")
     cmd.add_argument("--no-detect", action="store_true", help="classify each image whole (inputs are face crops)")
     cmd.add_argument("--margin", type=float, default=0.2, help="crop margin around each face, share of its size")
+    add_detector_option(cmd)
     cmd.set_defaults(command=run_predict)
 
     cmd = commands.add_parser("serve", help="serve the model over HTTP (POST /predict, GET /health)")
@@ -76,7 +92,23 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--port", type=int, default=8000)
     cmd.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024, help="largest accepted request body")
     cmd.add_argument("--whole-image", action="store_true", help="default for ?whole_image=")
+    add_detector_option(cmd)
     cmd.set_defaults(command=run_serve)
+
+    cmd = commands.add_parser("video", help="label every face in a video file, webcam or stream, frame by frame")
+    cmd.add_argument("source", metavar="SOURCE", help="a video file, a webcam index (0) or a stream URL (rtsp://...)")
+    cmd.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    cmd.add_argument("--int8", type=Path, default=Path("models/export/model_int8.tflite"),
+                     help="int8 TFLite export, used instead of --model when it exists and is not older")
+    cmd.add_argument("--keras", action="store_true", help="use --model even when the int8 export exists")
+    cmd.add_argument("--out", type=Path, help="write the annotated video here (.mp4 or .avi)")
+    cmd.add_argument("--json", action="store_true", help="print one JSON object per frame and face, then a summary")
+    cmd.add_argument("--show", action="store_true", help="show the annotated frames in a window (q quits)")
+    cmd.add_argument("--smooth", type=int, default=5, help="frames a face's probabilities are averaged over")
+    cmd.add_argument("--stall-timeout", type=float, default=10.0, help="seconds without a frame before giving up")
+    cmd.add_argument("--margin", type=float, default=0.2, help="crop margin around each face, share of its size")
+    add_detector_option(cmd)
+    cmd.set_defaults(command=run_video)
 
     cmd = commands.add_parser("export", help="TFLite (float, int8) and ONNX, with parity and speed report")
     cmd.add_argument("--model", type=Path, default=DEFAULT_MODEL)
