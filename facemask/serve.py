@@ -11,7 +11,9 @@ import base64
 import binascii
 import io
 import json
+import socket
 import threading
+import time
 from email import policy
 from email.parser import BytesParser
 from http import HTTPStatus
@@ -25,7 +27,7 @@ from facemask.images import ImageError, load_rgb
 from facemask.predict import Predictor
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-DRAIN_BYTES = 1024 * 1024  # of an over-limit body, read and dropped before answering 413
+DRAIN_SECONDS = 10  # after a 413, how long the rest of the refused body is read and dropped
 TRUE = ("1", "true", "yes")
 
 
@@ -35,7 +37,7 @@ class BadRequest(Exception):
         self.status = status
 
 
-class _Upload(io.BytesIO):
+class Upload(io.BytesIO):
     """Uploaded bytes that print as their file name, so image errors name the upload."""
 
     def __init__(self, data: bytes, name: str):
@@ -85,7 +87,7 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000,
                 return
             try:
                 data, name = self._read_image()
-                rgb = load_rgb(_Upload(data, name))
+                rgb = load_rgb(Upload(data, name))
                 flag = parse_qs(url.query).get("whole_image")
                 whole = None if flag is None else flag[0].lower() in TRUE
                 with lock:
@@ -106,8 +108,7 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000,
                 self.close_connection = True
                 raise BadRequest(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
             if int(length) > max_bytes:
-                self.rfile.read(min(int(length), DRAIN_BYTES))  # lets the client read the answer
-                self.close_connection = True
+                self.close_connection = self.drain_after_answer = True
                 raise BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over the limit of {max_bytes} bytes")
             body = self.rfile.read(int(length))
             content_type = self.headers.get("Content-Type", "")
@@ -120,6 +121,27 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000,
             if kind == "application/json":
                 return _from_json(body)
             return _from_multipart(content_type, body)
+
+        drain_after_answer = False
+
+        def finish(self):
+            """After a 413 to a client that sends its body unasked (no `Expect: 100-continue`): stop writing, then
+            read and drop what it still sends (for DRAIN_SECONDS at most) so that it gets to read the answer
+            instead of a connection reset."""
+            super().finish()
+            if not self.drain_after_answer:
+                return
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + DRAIN_SECONDS
+            self.connection.settimeout(1)
+            while time.monotonic() < deadline:
+                try:
+                    if not self.connection.recv(65536):
+                        break
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
 
         def _send(self, status: HTTPStatus, payload: dict, headers: dict | None = None):
             body = json.dumps(payload).encode()

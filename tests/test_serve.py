@@ -133,6 +133,18 @@ def test_oversized_upload_is_refused_before_it_is_sent(server):
     assert reply.startswith(b"HTTP/1.1 413") and b"100 Continue" not in reply
 
 
+def test_oversized_upload_without_expect_gets_413_not_a_reset(server):
+    """A client that sends a large body unasked (no `Expect: 100-continue`) still reads the 413."""
+    connection = http.client.HTTPConnection(*server, timeout=20)
+    try:
+        connection.request("POST", "/predict", body=b"x" * (20 * 1024 * 1024), headers={"Content-Type": "image/png"})
+        response = connection.getresponse()
+        assert response.status == 413 and "over the limit" in json.loads(response.read())["error"]
+    finally:
+        connection.close()
+    assert request(server, "GET", "/health")[0] == 200
+
+
 def test_server_still_answers_after_bad_requests(server):
     for _ in range(3):
         request(server, "POST", "/predict", b"junk", {"Content-Type": "image/jpeg"})
