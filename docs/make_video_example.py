@@ -18,13 +18,13 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_video import write_clip  # noqa: E402
-from facemask.detect import make_detector  # noqa: E402
-from facemask.export import keras_runner  # noqa: E402
-from facemask.images import load_rgb  # noqa: E402
-from facemask.model import build_classifier, input_size  # noqa: E402
-from facemask.predict import DEFAULT_MODEL  # noqa: E402
-from facemask.video import Classifier, load_classifier, run  # noqa: E402
+from benchmarks.bench_video import write_clip
+from facemask.detect import make_detector
+from facemask.export import keras_runner
+from facemask.images import load_rgb
+from facemask.model import build_classifier, input_size
+from facemask.predict import DEFAULT_MODEL
+from facemask.video import Classifier, load_classifier, run
 
 OUT = Path("docs/video_example.jpg")
 PHOTOS = ("with_mask_young/cdeb7_0_0_0066ichXly3gbb630i4w6j30u00tzjtk.jpg", "without_mask_young/cdeb7_0_0_aidai_0074.jpg",
@@ -51,7 +51,7 @@ def main() -> None:
         run(str(clip), classifier, make_detector(), annotated)
         capture = cv2.VideoCapture(str(annotated))
         capture.set(cv2.CAP_PROP_POS_FRAMES, FRAMES - 1)
-        ok, frame = capture.read()
+        _, frame = capture.read()
         capture.release()
     image = Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     if note:

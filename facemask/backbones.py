@@ -1,7 +1,7 @@
 """The supported ImageNet backbones, their input scaling, and where their weights come from."""
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import keras
 
@@ -27,8 +27,8 @@ BACKBONES = {
     "MobileNetV2": Backbone(
         keras.applications.MobileNetV2,
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-        tuple(f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{s}_no_top.h5" for s in _MOBILENET_SIZES)
-        + ("mobilenet_v2_1.0_notop_imagenet_int8_dequantized_bnfolded.h5",),
+        (*(f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{s}_no_top.h5" for s in _MOBILENET_SIZES),
+         "mobilenet_v2_1.0_notop_imagenet_int8_dequantized_bnfolded.h5"),
         "tf",
         32,
     ),

@@ -13,6 +13,7 @@
 Every detector pads the same way and drops boxes whose centre falls in the padding.
 """
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class FaceDetector:
         scale = min(1.0, self.max_side / max(rgb.shape[:2]))
         small = _shrink(rgb, scale)
         for pad_share in dict.fromkeys((self.pad, 0.0)):  # padded first; unpadded only if that found nothing
-            faces = self._detect(small, int(round(max(small.shape[:2]) * pad_share)), scale, rgb.shape)
+            faces = self._detect(small, round(max(small.shape[:2]) * pad_share), scale, rgb.shape)
             if faces:
                 return sorted(faces, key=lambda f: -f.score)
         return []
@@ -64,9 +65,11 @@ class BlazeFaceDetector:
     unpadded only if that finds nothing, as FaceDetector does: a tight face crop needs room around it.
     """
 
-    SETTINGS = {"full": ("face_detection_full_range.tflite", 192, (4,)),
+    SETTINGS: ClassVar[dict] = {"full": ("face_detection_full_range.tflite", 192, (4,)),
                 "short": ("face_detection_short_range.tflite", 128, (8, 16, 16, 16))}
 
+    # min_score 0.5: MediaPipe's own cut-off. benchmarks/bench_video.py's 2%-false-positive point is 0.7455,
+    # which finds fewer faces in video frames (docs/video.md).
     def __init__(self, pad: float = 0.25, min_score: float = 0.5, model: str = "short", threads: int = 2):
         self.pad, self.min_score, self.model, self.threads = pad, min_score, model, threads
         self._run = None
@@ -76,7 +79,7 @@ class BlazeFaceDetector:
         if self._run is None:
             self._run = self._load()
         for pad_share in dict.fromkeys((self.pad, 0.0)):
-            pad = int(round(max(rgb.shape[:2]) * pad_share))
+            pad = round(max(rgb.shape[:2]) * pad_share)
             padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0))) if pad else rgb
             faces = _unpad(self._run(padded), pad, rgb.shape)
             if faces:
@@ -142,11 +145,11 @@ class HaarDetector:
             self._cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         for pad_share in dict.fromkeys((self.pad, 0.0)):
-            pad = int(round(max(rgb.shape[:2]) * pad_share))
+            pad = round(max(rgb.shape[:2]) * pad_share)
             found, _, weights = self._cascade.detectMultiScale3(
                 np.pad(grey, pad), minNeighbors=self.min_neighbors, minSize=(self.min_face, self.min_face),
                 outputRejectLevels=True)
-            boxes = [(*box, 1 / (1 + np.exp(-float(weight)))) for box, weight in zip(found, np.ravel(weights))]
+            boxes = [(*box, 1 / (1 + np.exp(-float(weight)))) for box, weight in zip(found, np.ravel(weights), strict=False)]
             faces = _unpad(boxes, pad, rgb.shape)
             if faces:
                 return sorted(faces, key=lambda f: -f.score)
@@ -171,8 +174,8 @@ def crop(rgb: np.ndarray, box, margin: float = 0.2) -> np.ndarray:
     side = max(w, h) * (1 + 2 * margin)
     cx, cy = x + w / 2, y + h / 2
     height, width = rgb.shape[:2]
-    left, top = max(0, int(round(cx - side / 2))), max(0, int(round(cy - side / 2)))
-    right, bottom = min(width, int(round(cx + side / 2))), min(height, int(round(cy + side / 2)))
+    left, top = max(0, round(cx - side / 2)), max(0, round(cy - side / 2))
+    right, bottom = min(width, round(cx + side / 2)), min(height, round(cy + side / 2))
     return rgb[top:bottom, left:right]
 
 
@@ -215,10 +218,10 @@ def _weighted_nms(boxes: np.ndarray, scores: np.ndarray, overlap: float = 0.3) -
     order, found = list(np.argsort(-scores)), []
     while order:
         ious = _iou(boxes[order[0]], boxes[order])
-        group = [i for i, iou in zip(order, ious) if iou > overlap]
+        group = [i for i, iou in zip(order, ious, strict=False) if iou > overlap]
         weights = scores[group][:, None]
         found.append((*(boxes[group] * weights).sum(0) / weights.sum(), float(scores[order[0]])))
-        order = [i for i, iou in zip(order, ious) if iou <= overlap]
+        order = [i for i, iou in zip(order, ious, strict=False) if iou <= overlap]
     return found
 
 
@@ -233,6 +236,6 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 def _clip(box, width: int, height: int) -> tuple:
     x, y, w, h = box
-    left, top = max(0, int(round(x))), max(0, int(round(y)))
-    right, bottom = min(width, int(round(x + w))), min(height, int(round(y + h)))
+    left, top = max(0, round(x)), max(0, round(y))
+    right, bottom = min(width, round(x + w)), min(height, round(y + h))
     return (left, top, max(1, right - left), max(1, bottom - top))

@@ -19,7 +19,7 @@ def classification_metrics(y_true, y_pred, classes=CLASSES) -> dict:
         y_true, y_pred, labels=labels, target_names=list(classes), output_dict=True, zero_division=0
     )
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "accuracy_ci95": [float(interval.low), float(interval.high)],
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
@@ -35,7 +35,7 @@ def report_text(y_true, y_pred, classes=CLASSES) -> str:
     labels = list(range(len(classes)))
     text = classification_report(y_true, y_pred, labels=labels, target_names=list(classes), digits=4, zero_division=0)
     matrix = confusion_matrix(y_true, y_pred, labels=labels)
-    rows = "\n".join(f"{name:>20} {' '.join(f'{v:5d}' for v in row)}" for name, row in zip(classes, matrix))
+    rows = "\n".join(f"{name:>20} {' '.join(f'{v:5d}' for v in row)}" for name, row in zip(classes, matrix, strict=True))
     return f"{text}\nconfusion matrix (rows: true, columns: predicted, order as above)\n{rows}\n"
 
 

@@ -140,7 +140,7 @@ def log_to_mlflow(out_dir, model_path) -> None:
 
     configure()
     out_dir, model_dir = Path(out_dir), Path(model_path).parent
-    selection = model_dir / "selection.json"
-    backbone = json.loads(selection.read_text())["winner"] if selection.is_file() else model_dir.name
-    with start_run(backbone, "explain", recorded_run_id(backbone), run_name=f"explain-{backbone}"):
+    champion = model_dir / "champion.json"
+    candidate = json.loads(champion.read_text())["candidate"] if champion.is_file() else model_dir.name
+    with start_run(candidate, "explain", recorded_run_id(candidate), run_name=f"explain-{candidate}"):
         mlflow.log_artifacts(str(out_dir), "explain")

@@ -12,6 +12,7 @@ SUFFIX_FORMATS = {".jpg": {"JPEG", "MPO"}, ".jpeg": {"JPEG", "MPO"}, ".png": {"P
                   ".gif": {"GIF"}, ".webp": {"WEBP"}, ".tif": {"TIFF"}, ".tiff": {"TIFF"}}
 IMAGE_SUFFIXES = frozenset(SUFFIX_FORMATS)
 DEFAULT_MAX_PIXELS = 40_000_000  # refuses decompression bombs before decoding
+DEFAULT_MIN_SIDE = 32  # pixels: smaller images are skipped by ingest
 # Fixed re-framings of a photo, to measure how much a model relies on the dataset's framing (outside
 # photos are framed differently): tighter keeps the centre 70% of each side; wider adds 25% of each
 # side around the photo, repeating its edge pixels or in black.
@@ -68,12 +69,14 @@ def resizer(image_size: int) -> keras.layers.Resizing:
     return keras.layers.Resizing(image_size, image_size, crop_to_aspect_ratio=True, name="resize")
 
 
-def resize_batch(items, image_size: int, read=np.asarray) -> np.ndarray:
+def resize_batch(items, image_size: int, read=np.asarray, desc: str | None = None) -> np.ndarray:
     """An (n, size, size, 3) float32 batch of the RGB arrays read(item) gives, resized one at a time
-    as the model resizes (the model's own resize is then a no-op)."""
+    as the model resizes (the model's own resize is then a no-op); `desc` shows a progress bar."""
+    from facemask.progress import bar
+
     resize = resizer(image_size)
     batch = np.zeros((len(items), image_size, image_size, 3), dtype=np.float32)
-    for i, item in enumerate(items):
+    for i, item in enumerate(bar(items, desc) if desc else items):
         batch[i] = np.asarray(resize(np.asarray(read(item), dtype=np.float32)))
     return batch
 
@@ -90,9 +93,10 @@ def reframe(rgb: np.ndarray, view: str) -> np.ndarray:
     raise ValueError(f"unknown re-framing {view!r}; one of {REFRAMINGS}")
 
 
-def load_batch(paths, image_size: int, view: str | None = None) -> np.ndarray:
+def load_batch(paths, image_size: int, view: str | None = None, desc: str | None = None) -> np.ndarray:
     """Load image files (re-framed when `view` names one of REFRAMINGS) and resize them into one batch."""
-    return resize_batch(paths, image_size, read=load_rgb if view is None else lambda p: reframe(load_rgb(p), view))
+    return resize_batch(paths, image_size, read=load_rgb if view is None else lambda p: reframe(load_rgb(p), view),
+                        desc=desc)
 
 
 def list_class_images(root: Path, classes) -> list[tuple[Path, str]]:

@@ -1,229 +1,321 @@
-"""Read params.yaml, checking every known setting before any work, with errors that say what to fix.
+"""params.yaml as typed settings (pydantic): each default lives here, once, and every value is checked
+before any work, with one line per problem that says what the value must be.
 
-Every stage reads its section through load_section(), which validates the whole file first: a typo
-in `train` stops `ingest`, not a stage an hour later. Sections this module does not know are passed
-through unchecked; unknown keys inside known sections are reported as warnings (a likely typo).
+Stages read attributes (`load_params().train.patience`). A typo in `train` stops `ingest`, not a stage an
+hour later; an unknown key is refused (with the closest known name), never silently ignored.
 """
-import math
-import sys
+import difflib
+from functools import reduce
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
 
 from facemask import UserError
+from facemask.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 
 PARAMS_FILE = Path("params.yaml")
-SELECT_METRICS = ("val_macro_f1", "val_accuracy", "val_reframed_macro_f1")  # stages/select_best.py METRICS (a test keeps them equal)
+# The metrics select may rank by (stages/select_best.py METRICS; a test keeps them equal).
+SELECT_METRICS = ("val_macro_f1", "val_accuracy", "val_reframed_macro_f1")
 
 
 class ParamsError(UserError):
     """params.yaml is missing, malformed, or holds a value a stage cannot use."""
 
 
-# A check returns None for a good value, else what the value must be.
-def _whole(minimum: int):
-    def check(value):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            return f"a whole number >= {minimum}"
-    return check
+def Whole(minimum: int):  # noqa: N802 - a type
+    return Annotated[int, Strict(), Field(ge=minimum, description=f"a whole number >= {minimum}")]
 
 
-def _number(low: float, high: float = math.inf, low_open: bool = False):
+def _no_bool(value):
+    if isinstance(value, bool):
+        raise ValueError("a boolean")
+    return value
+
+
+def Number(low: float, high: float | None = None, low_open: bool = False):  # noqa: N802 - a type
     """A real number in [low, high] (or (low, high]). Numeric text passes: PyYAML reads 1e-5 as text."""
-    def check(value):
-        try:
-            number = float(value) if not isinstance(value, bool) else math.nan
-        except (TypeError, ValueError):
-            number = math.nan
-        if not (low < number <= high if low_open else low <= number <= high):
-            return f"a number {'>' if low_open else '>='} {low}" + (f" and <= {high}" if high < math.inf else "")
-    return check
+    bounds = {"gt" if low_open else "ge": low, **({"le": high} if high is not None else {})}
+    text = f"a number {'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+    return Annotated[float, BeforeValidator(_no_bool), Field(description=text, **bounds)]
 
 
-def _one_of(*choices):
-    def check(value):
-        if value not in choices:
-            return f"one of: {', '.join(map(str, choices))}"
-    return check
+Text = Annotated[str, Strict(), Field(min_length=1, description="a non-empty text")]
+Flag = Annotated[bool, Strict(), Field(description="true or false")]
+Seed = Whole(0)
 
 
-def _boolean(value):
-    if not isinstance(value, bool):
-        return "true or false"
+def _adds_up(ratio: tuple) -> tuple:
+    if abs(sum(ratio) - 1) > 1e-6:
+        raise ValueError("does not add up to 1")
+    return ratio
 
 
-def _text(value):
-    if not isinstance(value, str) or not value.strip():
-        return "a non-empty text"
+def _distinct(values: list) -> list:
+    if len(set(values)) < len(values):
+        raise ValueError("repeats a value")
+    return values
 
 
-def _optional_text(value):
-    if value is not None and not isinstance(value, str):
-        return "a folder path, or empty"
+def _weights(value: str) -> str:
+    if value.lower() in ("imagenet", "none") or Path(value).is_file():
+        return value
+    raise ValueError("no such file")
 
 
-def _texts(value):
-    if not isinstance(value, list) or any(_text(v) for v in value):
-        return "a list of non-empty texts, e.g. [utkface_crop_part1]"
+Fraction = Number(0, 1, low_open=True)
 
 
-def _ratio(value):
-    fraction = _number(0, 1, low_open=True)
-    if (not isinstance(value, list) or len(value) != 3 or any(fraction(v) for v in value)
-            or abs(sum(map(float, value)) - 1) > 1e-6):
-        return "three fractions > 0 (train, val, test) that add up to 1, e.g. [0.8, 0.1, 0.1]"
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _weights(value):
-    if value is None or str(value).lower() in ("imagenet", "none") or Path(str(value)).is_file():
+class Ingest(Section):
+    source: Text
+    min_size: Whole(1) = DEFAULT_MIN_SIDE
+    max_pixels: Whole(1) = DEFAULT_MAX_PIXELS
+
+
+class Split(Section):
+    ratio: Annotated[tuple[Fraction, Fraction, Fraction], AfterValidator(_adds_up), Field(
+        description="three fractions > 0 (train, val, test) that add up to 1, e.g. [0.8, 0.1, 0.1]")] = (0.8, 0.1, 0.1)
+    seed: Seed = 1337
+
+
+class Synthesize(Section):
+    # Text only: the pool may be absent where the data is (then old_from_pool: 0); synthesize checks the folder.
+    pool: Annotated[Text | None, Field(description="a non-empty text")] = None
+    old_from_pool: Whole(0) = 0
+    young_from_train: Whole(0) = 0
+    aligned_sources: Annotated[list[Text], Field(
+        description="a list of non-empty texts, e.g. [utkface_crop_part1]")] = []
+    seed: Seed = 1337
+
+    @model_validator(mode="after")
+    def _pool_when_used(self):
+        if self.old_from_pool > 0 and self.pool is None:
+            raise ValueError("pool is missing; set it to a folder of aligned older faces, or set old_from_pool: 0")
+        return self
+
+
+class Augment(Section):
+    copies: Whole(0) = 1
+    balance: Flag = True
+    seed: Seed = 1337
+    flip: Flag = True
+    rotation: Number(0, 1) = 0.0
+    zoom_in: Number(0, 0.9) = 0.0
+    zoom_out: Number(0, 1) = 0.0
+    shift: Number(0, 1) = 0.0
+    brightness: Number(0, 1) = 0.0
+    contrast: Number(0, 1) = 0.0
+
+
+class Features(Section):
+    weights_dir: Annotated[str | None, Field(description="a folder path, or empty")] = None
+    batch_size: Whole(1) = 32
+    seed: Seed = 1337
+
+
+class Train(Section):
+    seed: Seed = 1337
+    patience: Whole(1) = 5
+
+
+class Recipe(Section):
+    """How one candidate trains: a head on cached features (`epochs`), then fine-tuning (`fine_tune_*`)."""
+    epochs: Whole(0) = 30
+    batch_size: Whole(1) = 32
+    learning_rate: Number(0, low_open=True) = 1e-3
+    dropout: Number(0, 0.99) = 0.2
+    class_weight: Annotated[Literal["balanced", "none"], Field(description="one of: balanced, none")] = "balanced"
+    fine_tune_layers: Annotated[Literal["all"] | Whole(0), Field(
+        description="all, or a whole number >= 0 (top backbone layers to unfreeze)")] = 0
+    fine_tune_epochs: Whole(0) = 0
+    fine_tune_learning_rate: Number(0, low_open=True) = 1e-5
+    fine_tune_schedule: Annotated[Literal["constant", "cosine"], Field(
+        description="one of: constant, cosine")] = "constant"
+    label_smoothing: Number(0, 0.5) = 0.0
+    seeds: Annotated[Annotated[list[Seed], Field(min_length=1), AfterValidator(_distinct)] | None, Field(
+        description="a list of different whole numbers >= 0 (one model per seed, averaged), e.g. [1337, 7, 42]")] = None
+
+    @model_validator(mode="after")
+    def _trains_something(self):
+        if self.epochs == 0 and self.fine_tune_epochs == 0:
+            raise ValueError("epochs and fine_tune_epochs are both 0, so nothing would train; set one of them above 0")
+        return self
+
+
+class Candidate(Section):
+    """One model the pipeline trains, evaluates and may select: one backbone, or several feeding one head."""
+    backbones: Annotated[list[Text], Field(min_length=1, description="a list of backbone names")]
+    image_size: Whole(1)
+    weights: Annotated[Text, AfterValidator(_weights), Field(
+        description="imagenet, none, or the path of an existing weights file")] = "imagenet"
+    train: Recipe = Recipe()
+
+    @model_validator(mode="after")
+    def _known_backbones(self):
+        from facemask.backbones import BACKBONES  # imports Keras
+
+        unknown = [name for name in self.backbones if name not in BACKBONES]
+        if unknown:
+            raise ValueError(f"unknown backbone {unknown[0]!r}; choose from: {', '.join(BACKBONES)}")
+        for name in self.backbones:
+            if self.image_size < BACKBONES[name].min_size:
+                raise ValueError(f"image_size must be >= {BACKBONES[name].min_size} for {name}, got {self.image_size}")
+        return self
+
+
+class Evaluate(Section):
+    batch_size: Whole(1) = 32
+
+
+class Select(Section):
+    metric: Annotated[Literal[SELECT_METRICS], Field(
+        description=f"one of: {', '.join(SELECT_METRICS)} (the test split never chooses)")] = "val_macro_f1"
+    threshold: Number(0, 1) = 0.0
+    model_name: Text = "facemask"
+
+
+class Export(Section):
+    calibration: Whole(1) = 200
+    seconds: Number(0, low_open=True) = 3.0
+    int8_min_agreement: Number(0, 1) = 0.9
+    int8_max_gap: Number(0, 1) = 0.05
+
+
+class Explain(Section):
+    per_class: Whole(1) = 4
+    seed: Seed = 1337
+
+
+class Ci(Section):
+    # How far the champion's selection metric may fall against the base before CI fails (a photo or two
+    # of the validation split is noise: one with_mask_old photo moves macro-F1 by about 0.015).
+    max_drop: Number(0, 1) = 0.02
+
+
+class Params(Section):
+    ingest: Ingest
+    split: Split = Split()
+    synthesize: Synthesize = Synthesize()
+    augment: Augment = Augment()
+    features: Features = Features()
+    train: Train = Train()
+    candidates: dict[str, Candidate]
+    evaluate: Evaluate = Evaluate()
+    select: Select = Select()
+    export: Export = Export()
+    explain: Explain = Explain()
+    ci: Ci = Ci()
+
+    @model_validator(mode="after")
+    def _some_candidate(self):
+        if not self.candidates:
+            raise ValueError("candidates is empty; name at least one (see the README)")
+        return self
+
+    def candidate(self, name: str) -> Candidate:
+        """The candidate `name`, or a ParamsError naming the candidates there are."""
+        if name not in self.candidates:
+            raise ParamsError(f"params.yaml: no candidate '{name}'; choose one of: {', '.join(self.candidates)}")
+        return self.candidates[name]
+
+    def recipe(self, name: str) -> "TrainingRecipe":
+        """Candidate `name`'s training recipe, with train.seed and train.patience beside it."""
+        return TrainingRecipe(**self.candidate(name).train.model_dump(), seed=self.train.seed,
+                              patience=self.train.patience)
+
+
+class TrainingRecipe(Recipe):
+    """A candidate's Recipe plus the shared train settings: all that one training run reads."""
+    seed: Seed
+    patience: Whole(1)
+
+
+def problems(raw: dict) -> list[str]:
+    """One line per problem in a params mapping (empty when it is valid)."""
+    try:
+        Params.model_validate(raw)
+    except ValidationError as err:
+        return list(dict.fromkeys(_describe(error, raw) for error in err.errors()))
+    return []
+
+
+def _describe(error: dict, raw: dict) -> str:
+    """A pydantic error as `where must be <what>, got <value>` (or is missing / is unknown / a rule's text)."""
+    loc = [str(part) for part in error["loc"]]
+    depth, description = _described_depth(loc)
+    where = ".".join(loc[:depth])
+    if error["type"] == "extra_forbidden":
+        known = _field_names(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else f"; the settings there are: {', '.join(known)}"
+        return f"{where} is not a setting the pipeline reads{hint}"
+    if error["type"] == "missing" and depth == len(loc):
+        return f"{where} is missing"
+    if error["type"] == "value_error" and description is None:
+        return f"{where}: {error['ctx']['error']}" if where else str(error["ctx"]["error"])
+    if error["type"] in ("model_type", "dict_type") and description is None:
+        return f"{where} must be a mapping of settings, got {_value_at(raw, loc[:depth])!r}"
+    return f"{where} must be {description or error['msg']}, got {_value_at(raw, loc[:depth])!r}"
+
+
+def _described_depth(loc: list[str]) -> tuple[int, str | None]:
+    """How many parts of `loc` lead to the first field with a description, and that description
+    (all of `loc` and None when no field on the way has one)."""
+    node: Any = Params
+    for depth, part in enumerate(loc, start=1):
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(part)
+            if field is None:
+                break
+            if field.description:
+                return depth, field.description
+            node = field.annotation
+        elif getattr(node, "__origin__", None) is dict:
+            node = node.__args__[1]
+        else:
+            break
+    return len(loc), None
+
+
+def _field_names(loc: list[str]) -> list[str]:
+    node: Any = Params
+    for part in loc:
+        node = node.model_fields[part].annotation if issubclass(node, BaseModel) else node.__args__[1]
+    return list(node.model_fields)
+
+
+def _value_at(raw: dict, loc: list[str]):
+    try:
+        return reduce(lambda node, key: node[key], loc, raw)
+    except (KeyError, TypeError, IndexError):
         return None
-    return "imagenet, none, or the path of an existing weights file"
 
 
-def _fine_tune_layers(value):
-    if value != "all" and _whole(0)(value):
-        return "all, or a whole number >= 0 (top backbone layers to unfreeze)"
-
-
-def _seeds(value):
-    if not isinstance(value, list) or not value or any(_whole(0)(v) for v in value) or len(set(value)) < len(value):
-        return "a list of different whole numbers >= 0 (one model per seed, averaged), e.g. [1337, 7, 42]"
-
-
-REQUIRED = object()  # marks a key that must be present: SCHEMA values are (check, REQUIRED) pairs
-SCHEMA = {
-    "ingest": {"source": (_text, REQUIRED), "min_size": _whole(1), "max_pixels": _whole(1)},
-    "split": {"ratio": _ratio, "seed": _whole(0)},
-    # pool: text only, as it may be absent where the data is (then old_from_pool: 0); synthesize checks it.
-    "synthesize": {"pool": _text, "old_from_pool": _whole(0), "young_from_train": _whole(0),
-                   "aligned_sources": _texts, "seed": _whole(0)},
-    "augment": {"copies": _whole(0), "balance": _boolean, "seed": _whole(0), "flip": _boolean,
-                "zoom_in": _number(0, 0.9), "zoom_out": _number(0, 1),
-                **{k: _number(0, 1) for k in ("rotation", "shift", "brightness", "contrast")}},
-    "features": {"weights_dir": _optional_text, "batch_size": _whole(1), "seed": _whole(0), "backbones": None},
-    "train": {"seed": _whole(0), "patience": _whole(1), "backbones": None},
-    "evaluate": {"batch_size": _whole(1)},
-    "select": {"metric": _one_of(*SELECT_METRICS), "threshold": _number(0, 1), "model_name": _text},
-    "export": {"calibration": _whole(1), "seconds": _number(0, low_open=True),
-               "int8_min_agreement": _number(0, 1), "int8_max_gap": _number(0, 1)},
-    "explain": {"per_class": _whole(1), "seed": _whole(0)},
-}
-BACKBONE_SCHEMA = {
-    "features": {"image_size": (_whole(1), REQUIRED), "weights": _weights, "members": None},  # members: in check()
-    "train": {"epochs": _whole(0), "batch_size": _whole(1), "learning_rate": _number(0, low_open=True),
-              "dropout": _number(0, 0.99), "class_weight": _one_of("balanced", "none"),
-              "fine_tune_layers": _fine_tune_layers, "fine_tune_epochs": _whole(0),
-              "fine_tune_learning_rate": _number(0, low_open=True),
-              "fine_tune_schedule": _one_of("constant", "cosine"), "seeds": _seeds,
-              "label_smoothing": _number(0, 0.5)},
-}
-
-
-def check(params: dict) -> tuple[list[str], list[str]]:
-    """Return (problems, warnings) for every section of `params` this module knows.
-
-    A features candidate is a backbone name, or any name with `members: [backbone, ...]` (an ensemble);
-    every train candidate needs its features candidate; synthesize.old_from_pool > 0 needs a pool.
-    """
-    from facemask.backbones import BACKBONES  # imports Keras: only when needed (split, select don't)
-
-    problems, warnings = [], []
-    for name, schema in SCHEMA.items():
-        if name in params:
-            _check_mapping(params[name], name, schema, problems, warnings)
-    synthesize = params.get("synthesize")
-    if isinstance(synthesize, dict) and "pool" not in synthesize and not _whole(1)(synthesize.get("old_from_pool", 0)):
-        problems.append("synthesize.pool is missing; set it to a folder of aligned older faces, "
-                        "or set synthesize.old_from_pool: 0")
-    features, train = (_candidates(params, name, problems) for name in ("features", "train"))
-    choices = f"choose from: {', '.join(BACKBONES)}"
-    for candidate, spec in features.items():
-        where = f"features.backbones.{candidate}"
-        if not _check_mapping(spec, where, BACKBONE_SCHEMA["features"], problems, warnings):
-            continue
-        members = spec.get("members", [candidate])
-        if not isinstance(members, list) or not members:
-            problems.append(f"{where}.members must be a list of backbone names; {choices}")
-            continue
-        for member in members:
-            if member not in BACKBONES:
-                problems.append(f"{where}: unknown backbone {member!r}; {choices}")
-            elif spec["image_size"] < BACKBONES[member].min_size:
-                problems.append(f"{where}.image_size must be >= {BACKBONES[member].min_size} for {member}, "
-                                f"got {spec['image_size']!r}")
-    for candidate, spec in train.items():
-        where = f"train.backbones.{candidate}"
-        if candidate not in (features or BACKBONES):
-            problems.append(f"{where}: no features.backbones.{candidate} to train on; add one" if candidate in BACKBONES
-                            else f"{where}: unknown backbone {candidate!r}; {choices}")
-        if _check_mapping(spec, where, BACKBONE_SCHEMA["train"], problems, warnings) and \
-                spec.get("epochs", 30) == 0 and spec.get("fine_tune_epochs", 0) == 0:
-            problems.append(f"{where}: epochs and fine_tune_epochs are both 0, so nothing would train; "
-                            "set one of them above 0")
-    return problems, warnings
-
-
-def _candidates(params: dict, section: str, problems: list) -> dict:
-    """`params[section]['backbones']`: {} when absent, or with a problem when it is not a mapping."""
-    candidates = params[section].get("backbones", {}) if isinstance(params.get(section), dict) else {}
-    if isinstance(candidates, dict):
-        return candidates
-    problems.append(f"{section}.backbones must map backbone names to their settings, got {candidates!r}")
-    return {}
-
-
-def _check_mapping(section, where: str, schema: dict, problems: list, warnings: list) -> bool:
-    """Check one mapping against its schema; return whether all its values were valid."""
-    if not isinstance(section, dict):
-        problems.append(f"{where} must be a mapping of settings, got {section!r}")
-        return False
-    before = len(problems)
-    for key, rule in schema.items():
-        test, required = rule if isinstance(rule, tuple) else (rule, None)
-        if key not in section:
-            if required is REQUIRED:
-                problems.append(f"{where}.{key} is missing")
-            continue
-        expected = test(section[key]) if test else None
-        if expected:
-            problems.append(f"{where}.{key} must be {expected}, got {section[key]!r}")
-    warnings += [f"{where}.{key} is not a setting the pipeline reads (a typo?); ignored"
-                 for key in section if key not in schema]
-    return len(problems) == before
-
-
-def load_params(path: Path = PARAMS_FILE) -> dict:
+def load_params(path: Path = PARAMS_FILE) -> Params:
     """The whole params file, validated; raises ParamsError listing every problem."""
     try:
-        params = yaml.safe_load(Path(path).read_text())
+        raw = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found; run from the project root, where params.yaml lives") from None
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(params, dict):
+    if not isinstance(raw, dict):
         raise ParamsError(f"{path}: needs one mapping per stage (see the README's params section)")
-    problems, warnings = check(params)
-    if problems:
-        raise ParamsError(f"{path}: " + "; ".join(problems))
-    for warning in warnings:
-        print(f"warning: {path}: {warning}", file=sys.stderr)
-    return params
-
-
-def load_section(name: str, path: Path = PARAMS_FILE) -> dict:
-    """Return section `name` of `path` as a dict, after validating the whole file."""
-    params = load_params(path)
-    if not isinstance(params.get(name), dict):
-        raise ParamsError(f"{path}: needs a mapping named '{name}:' (see the README's params section)")
-    return params[name]
-
-
-def backbone_section(section: dict, backbone: str, section_name: str) -> dict:
-    """Return `section['backbones'][backbone]`, naming the valid choices if it is absent."""
-    backbones = section.get("backbones") or {}
-    if backbone not in backbones:
-        raise ParamsError(
-            f"params.yaml: {section_name}.backbones has no '{backbone}'; "
-            f"choose one of: {', '.join(sorted(backbones))}"
-        )
-    return backbones[backbone]
+    found = problems(raw)
+    if found:
+        raise ParamsError(f"{path}: " + "; ".join(found))
+    return Params.model_validate(raw)

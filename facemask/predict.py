@@ -16,13 +16,20 @@ from facemask.images import IMAGE_SUFFIXES, ImageError, load_rgb, resize_batch
 from facemask.model import input_size, load
 
 DEFAULT_MODEL = Path("models/best/model.keras")
+MODEL_URI_SCHEMES = ("models:/", "runs:/")
 
 
-def load_model(path):
-    """The saved classifier, or a UserError that says how to make one."""
-    if not Path(path).is_file():
-        raise UserError(f"{path}: no such model; run `dvc repro` first or pass --model models/<Backbone>/model.keras")
-    return load(path)
+def load_model(spec):
+    """The classifier --model names: a saved .keras file, or a models:/ or runs:/ URI fetched from the MLflow store
+    (MLFLOW_TRACKING_URI); a UserError that says how to make one when there is none."""
+    if str(spec).startswith(MODEL_URI_SCHEMES):
+        from facemask.registry import local_model  # imports MLflow: only when a URI asks for it
+
+        return load(local_model(str(spec)))
+    if not Path(spec).is_file():
+        raise UserError(f"{spec}: no such model; run `dvc repro` first, pass --model models/candidates/<candidate>/model.keras "
+                        "or a registry URI such as models:/facemask@champion")
+    return load(spec)
 
 
 def label_fields(probabilities) -> dict:

@@ -1,37 +1,54 @@
 """MLflow set-up: the embedded SQLite store unless MLFLOW_TRACKING_URI says otherwise."""
+import base64
 import json
 import os
-import subprocess
 import urllib.error
 import urllib.request
+import warnings
+from importlib.metadata import distribution, packages_distributions
 from pathlib import Path
 
 import mlflow
+import yaml
 
 from facemask import UserError
+from facemask.outputs import CANDIDATE_MODELS
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 EXPERIMENT = "facemask"
 REACH_TIMEOUT_S = 5
-# What a logged model needs to be served; mlflow's inference would list tensorflow and tensorflow-cpu both.
-PIP_REQUIREMENTS = ["tensorflow-cpu==2.21.0", "keras==3.15.1", "numpy==2.4.6"]
+# MLflow's UI opens an experiment without this tag on its GenAI views; this kind opens it on the runs table.
+EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+# A server whose store fails is retried for seconds, not MLflow's default of minutes (7 retries).
+HTTP_RETRIES = "2"
 
 
 class TrackingError(UserError):
     """The configured MLflow tracking server does not answer."""
 
 
-def configure() -> str:
-    """Point MLflow at the configured store and experiment; return the tracking URI.
+def connect() -> str:
+    """Point MLflow at the configured store (no experiment: enough to read the registry); return its URI.
 
-    A tracking server is asked for /health first, with a short timeout: an unreachable server fails
-    here, in seconds, instead of after MLflow's minutes of retries (or after training).
+    A tracking server is asked for /health and then for one experiment, with short timeouts: an
+    unreachable server, refused credentials or a failing database fail here, in seconds, instead of
+    after MLflow's minutes of retries (or after training).
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     if uri.startswith(("http://", "https://")):
         check_reachable(uri)
+        check_store(uri)
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    return uri
+
+
+def configure() -> str:
+    """connect(), then select the experiment (created on first use, marked as model training for the UI)."""
+    uri = connect()
+    experiment = mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
+        mlflow.set_experiment_tag(EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
     return uri
 
 
@@ -51,34 +68,83 @@ def check_reachable(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
     )
 
 
-def start_run(backbone: str, stage: str, run_id: str | None = None, run_name: str | None = None) -> mlflow.ActiveRun:
-    """Resume run `run_id` if this store has it, else start a new run named `run_name` (default: `backbone`)."""
+def check_store(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Raise TrackingError unless the server at `uri` accepts these credentials (MLFLOW_TRACKING_USERNAME and
+    MLFLOW_TRACKING_PASSWORD, as MLflow reads them) and its backend store answers one search."""
+    request = urllib.request.Request(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1")
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return
+    except urllib.error.HTTPError as err:
+        status, detail = err.code, err.read(300).decode(errors="replace").strip()
+    except OSError as err:
+        status, detail = None, str(getattr(err, "reason", err))
+    if status == 401:
+        raise TrackingError(f"MLFLOW_TRACKING_URI={uri}: the server wants credentials; set MLFLOW_TRACKING_USERNAME "
+                            "and MLFLOW_TRACKING_PASSWORD (an account its admin created)")
+    if status == 403 or (status is not None and status < 500):
+        return  # signed in: what this account may do is checked call by call
+    raise TrackingError(f"MLFLOW_TRACKING_URI={uri}: the server answers but its store does not "
+                        f"({status or ''} {detail}); is its database running? (deploy/tracking_server.sh status)")
+
+
+def start_run(candidate: str, stage: str, run_id: str | None = None, run_name: str | None = None) -> mlflow.ActiveRun:
+    """Resume run `run_id` if this store has it, else start a new run named `run_name` (default: `candidate`).
+
+    MLflow tags the run with the git commit itself (mlflow.source.git.commit)."""
     if run_id:
         try:
             mlflow.get_run(run_id)
             return mlflow.start_run(run_id=run_id)
         except mlflow.exceptions.MlflowException:
             pass
-    return mlflow.start_run(run_name=run_name or backbone, tags=run_tags(backbone, stage))
+    return mlflow.start_run(run_name=run_name or candidate, tags=run_tags(candidate, stage))
 
 
-def recorded_run_id(backbone: str, models_dir: Path = Path("models")) -> str | None:
-    """The id of `backbone`'s training run, from the models/<backbone>/mlflow.json that train writes."""
-    record = Path(models_dir) / backbone / "mlflow.json"
+def recorded_run_id(candidate: str, models_dir: Path = CANDIDATE_MODELS) -> str | None:
+    """The id of `candidate`'s training run, from the mlflow.json that train writes beside its model."""
+    record = Path(models_dir) / candidate / "mlflow.json"
     return json.loads(record.read_text())["run_id"] if record.is_file() else None
 
 
-def run_tags(backbone: str, stage: str) -> dict:
-    """Tags every run carries: git commit, DVC experiment (when run by `dvc exp run`), backbone, stage."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return {
-        "git_commit": commit,
-        "dvc_experiment": os.environ.get("DVC_EXP_NAME", ""),
-        "backbone": backbone,
-        "stage": stage,
-    }
+def run_tags(candidate: str, stage: str) -> dict:
+    """Tags every run carries: DVC experiment (when run by `dvc exp run`), candidate, stage."""
+    return {"dvc_experiment": os.environ.get("DVC_EXP_NAME", ""), "candidate": candidate, "stage": stage}
+
+
+def pip_requirements() -> list[str]:
+    """What a logged model needs to be served, at the versions installed here. TensorFlow is named by the
+    distribution that provides it (tensorflow-cpu here): MLflow's own inference would list both."""
+    names = (packages_distributions()["tensorflow"][0], "keras", "numpy", "pillow")
+    return [f"{dist.metadata['Name']}=={dist.version}" for dist in map(distribution, names)]
+
+
+def log_model(model_file: Path) -> str:
+    """Log a saved Keras model into the active run as the pyfunc `mlflow models serve` runs (signature, input
+    example); returns its model URI."""
+    from facemask.registry import log_classifier  # registry reads the store through this module
+
+    return log_classifier(Path(model_file), pip_requirements()).model_uri
+
+
+def split_digest(lock: Path = Path("dvc.lock"), split_dir: str = "data/split") -> str | None:
+    """DVC's hash of the split folder, as dvc.lock records it (None when the split was not made by DVC)."""
+    if not lock.is_file():
+        return None
+    outs = yaml.safe_load(lock.read_text()).get("stages", {}).get("split", {}).get("outs", [])
+    return next((out["md5"].removesuffix(".dir") for out in outs if out.get("path") == split_dir), None)
+
+
+def log_split_dataset(split_dir: Path = Path("data/split")) -> None:
+    """Record the split the active run trained on as its MLflow dataset input: split.csv's rows, named by DVC's
+    hash of the split (MLflow's digest of the rows when DVC did not make it), so the runs table tells data apart."""
+    import pandas as pd
+
+    table = pd.read_csv(split_dir / "split.csv")
+    with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        dataset = mlflow.data.from_pandas(table, source=str(split_dir.resolve()), name="split", digest=split_digest())
+    mlflow.log_input(dataset, context="training")

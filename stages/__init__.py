@@ -1,0 +1,2 @@
+"""The pipeline's stages (dvc.yaml); importing facemask first keeps TensorFlow's start-up lines quiet."""
+import facemask  # noqa: F401

@@ -17,7 +17,8 @@ from PIL import Image
 
 from facemask.files import read_csv, write_csv
 from facemask.images import load_rgb
-from facemask.params import load_section
+from facemask.params import Augment, load_params
+from facemask.progress import bar
 from facemask.splits import image_path, split_rows
 from facemask.stage import run
 
@@ -36,52 +37,50 @@ def copies_per_image(counts: dict[str, int], copies: int, balance: bool) -> dict
     return plan
 
 
-def transform_pipeline(params: dict, seed: int) -> keras.Sequential:
+def transform_pipeline(params: Augment, seed: int) -> keras.Sequential:
     """The random transforms named in params, as seeded Keras preprocessing layers."""
     layers = []
-    if params.get("flip", True):
+    if params.flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if params.get("rotation", 0):
-        layers.append(keras.layers.RandomRotation(params["rotation"], fill_mode="reflect", seed=seed + 1))
-    zoom_in, zoom_out = float(params.get("zoom_in", 0)), float(params.get("zoom_out", 0))
-    if zoom_in or zoom_out:  # Keras: a negative factor zooms in, a positive one zooms out
-        layers.append(keras.layers.RandomZoom((-zoom_in, zoom_out), fill_mode="reflect", seed=seed + 2))
-    if params.get("shift", 0):
-        layers.append(keras.layers.RandomTranslation(params["shift"], params["shift"], fill_mode="reflect", seed=seed + 3))
-    if params.get("brightness", 0):
-        layers.append(keras.layers.RandomBrightness(params["brightness"], value_range=(0, 255), seed=seed + 4))
-    if params.get("contrast", 0):
-        layers.append(keras.layers.RandomContrast(params["contrast"], value_range=(0, 255), seed=seed + 5))
+    if params.rotation:
+        layers.append(keras.layers.RandomRotation(params.rotation, fill_mode="reflect", seed=seed + 1))
+    if params.zoom_in or params.zoom_out:  # Keras: a negative factor zooms in, a positive one zooms out
+        layers.append(keras.layers.RandomZoom((-params.zoom_in, params.zoom_out), fill_mode="reflect", seed=seed + 2))
+    if params.shift:
+        layers.append(keras.layers.RandomTranslation(params.shift, params.shift, fill_mode="reflect", seed=seed + 3))
+    if params.brightness:
+        layers.append(keras.layers.RandomBrightness(params.brightness, value_range=(0, 255), seed=seed + 4))
+    if params.contrast:
+        layers.append(keras.layers.RandomContrast(params.contrast, value_range=(0, 255), seed=seed + 5))
     return keras.Sequential(layers)
 
 
-def augment(train_rows: list[dict], out_dir: Path, params: dict) -> list[dict]:
+def augment(train_rows: list[dict], out_dir: Path, params: Augment) -> list[dict]:
     """Copy each training image (rows: file, label, path) and write its augmented versions.
 
     Returns the rows of augment.csv.
     """
-    seed = int(params.get("seed", 1337))
-    keras.utils.set_random_seed(seed)
-    pipeline = transform_pipeline(params, seed)
+    keras.utils.set_random_seed(params.seed)
+    pipeline = transform_pipeline(params, params.seed)
     by_class = {}
     for row in sorted(train_rows, key=lambda r: r["file"]):
         by_class.setdefault(row["label"], []).append(row)
-    plan = copies_per_image(Counter({k: len(v) for k, v in by_class.items()}), int(params.get("copies", 1)),
-                            bool(params.get("balance", True)))
+    plan = copies_per_image(Counter({k: len(v) for k, v in by_class.items()}), params.copies, params.balance)
+    jobs = [(label, row, n_copies) for label, class_rows in by_class.items()
+            for row, n_copies in zip(class_rows, plan[label], strict=True)]
     rows = []
-    for label, class_rows in by_class.items():
-        for row, n_copies in zip(class_rows, plan[label]):
-            source = Path(row["path"])
-            target = out_dir / "train" / label / source.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-            rows.append({"file": f"train/{label}/{target.name}", "label": label, "origin": row["file"], "copy": 0})
-            pixels = load_rgb(source).astype(np.float32)
-            for k in range(1, n_copies + 1):
-                augmented = np.asarray(pipeline(pixels, training=True))
-                name = f"{source.stem}__aug{k}{source.suffix}"
-                _save(np.clip(augmented, 0, 255).round().astype(np.uint8), target.with_name(name))
-                rows.append({"file": f"train/{label}/{name}", "label": label, "origin": row["file"], "copy": k})
+    for label, row, n_copies in bar(jobs, "augment"):
+        source = Path(row["path"])
+        target = out_dir / "train" / label / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        rows.append({"file": f"train/{label}/{target.name}", "label": label, "origin": row["file"], "copy": 0})
+        pixels = load_rgb(source).astype(np.float32)
+        for k in range(1, n_copies + 1):
+            augmented = np.asarray(pipeline(pixels, training=True))
+            name = f"{source.stem}__aug{k}{source.suffix}"
+            _save(np.clip(augmented, 0, 255).round().astype(np.uint8), target.with_name(name))
+            rows.append({"file": f"train/{label}/{name}", "label": label, "origin": row["file"], "copy": k})
     return rows
 
 
@@ -95,7 +94,7 @@ def _save(pixels: np.ndarray, path: Path) -> None:
 
 
 def main() -> None:
-    params = load_section("augment")
+    params = load_params().augment
     train_rows = [{**row, "path": image_path(row)} for row in split_rows("train")]
     train_rows += [{**row, "file": f"synthetic/{row['file']}", "path": SYNTHETIC_DIR / row["file"]}
                    for row in read_csv(SYNTHETIC_DIR / "synthetic.csv")]

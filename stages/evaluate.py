@@ -1,10 +1,10 @@
-"""Stage evaluate@<backbone>: score the saved model on the held-out test split, and only there.
+"""Stage evaluate@<candidate>: score the saved model on the held-out test split, and only there.
 
 Metrics (scikit-learn): accuracy with its 95% CI, macro-F1, per-class precision/recall/F1, accuracy
 per image source and under fixed re-framings (does the model read the face, or the photo's origin and
 framing?), inference images/s, and for a seed-averaged model each member's own accuracy and macro-F1.
-Writes metrics/<backbone>.json, plots/<backbone>/confusion.csv (a DVC confusion plot) and
-reports/<backbone>/{classification_report.txt, predictions.csv}; logs into the backbone's MLflow run.
+Writes metrics/candidates/<candidate>.json, plots/<candidate>/confusion.csv (a DVC confusion plot) and
+reports/<candidate>/{classification_report.txt, predictions.csv}; logs into the candidate's MLflow run.
 """
 import time
 from pathlib import Path
@@ -12,27 +12,28 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+import mlflow
+import numpy as np
+from sklearn.metrics import ConfusionMatrixDisplay
 
-from facemask import CLASSES  # noqa: E402
-from facemask.evaluation import accuracy_by, classification_metrics, member_scores, reframed_scores, report_text  # noqa: E402
-from facemask.files import write_csv, write_json  # noqa: E402
-from facemask.images import load_batch  # noqa: E402
-from facemask.model import input_size, load, members, predict_labels  # noqa: E402
-from facemask.params import load_section  # noqa: E402
-from facemask.splits import SPLIT_DIR, image_path, split_rows  # noqa: E402
-from facemask.stage import candidate_arg, require, run  # noqa: E402
-from facemask.tracking import configure, recorded_run_id, start_run  # noqa: E402
+from facemask import CLASSES
+from facemask.evaluation import accuracy_by, classification_metrics, member_scores, reframed_scores, report_text
+from facemask.files import write_csv, write_json
+from facemask.images import load_batch
+from facemask.model import input_size, load, members, predict_labels
+from facemask.outputs import model_dir, test_metrics
+from facemask.params import load_params
+from facemask.splits import SPLIT_DIR, image_path, split_rows
+from facemask.stage import candidate_arg, require, run
+from facemask.tracking import configure, recorded_run_id, start_run
 
 
-def evaluate(model, rows: list[dict], split_dir: Path = SPLIT_DIR, batch_size: int = 32) -> dict:
+def evaluate(model, rows: list[dict], split_dir: Path, batch_size: int) -> dict:
     """Predict every row's image and score it; returns metrics, per-image predictions and timing."""
     paths = [image_path(r, split_dir) for r in rows]
     y_true = np.array([CLASSES.index(r["label"]) for r in rows])
     started = time.perf_counter()
-    batch = load_batch(paths, input_size(model))
+    batch = load_batch(paths, input_size(model), desc="test images")
     loaded = time.perf_counter()
     probabilities = model.predict(batch, batch_size=batch_size, verbose=0)
     inferred = time.perf_counter()
@@ -47,36 +48,36 @@ def evaluate(model, rows: list[dict], split_dir: Path = SPLIT_DIR, batch_size: i
                                                     .argmax(axis=1) for member in averaged})
     predictions = [
         {"file": r["file"], "source": r.get("source", ""), "actual": r["label"], "predicted": CLASSES[p],
-         **{f"p_{c}": round(float(q), 5) for c, q in zip(CLASSES, prob)}}
-        for r, p, prob in zip(rows, y_pred, probabilities)
+         **{f"p_{c}": round(float(q), 5) for c, q in zip(CLASSES, prob, strict=True)}}
+        for r, p, prob in zip(rows, y_pred, probabilities, strict=True)
     ]
     return {"metrics": metrics, "predictions": predictions, "y_true": y_true, "y_pred": y_pred}
 
 
 def main() -> None:
-    backbone = candidate_arg("evaluate")
-    params = load_section("evaluate")
+    candidate = candidate_arg("evaluate")
+    params = load_params().evaluate
     configure()  # an unreachable tracking server fails here, before evaluating
-    model_dir = Path("models") / backbone
-    model = load(require(model_dir / "model.keras", f"train@{backbone}"))
-    result = evaluate(model, split_rows("test"), SPLIT_DIR, int(params.get("batch_size", 32)))
-    metrics = {"backbone": backbone, "split": "test", **result["metrics"]}
-    report_dir = Path("reports") / backbone
-    write_json(Path("metrics") / f"{backbone}.json", metrics)
-    write_csv(Path("plots") / backbone / "confusion.csv",
+    model = load(require(model_dir(candidate) / "model.keras", f"train@{candidate}"))
+    result = evaluate(model, split_rows("test"), SPLIT_DIR, params.batch_size)
+    metrics = {"candidate": candidate, "split": "test", **result["metrics"]}
+    report_dir = Path("reports") / candidate
+    write_json(test_metrics(candidate), metrics)
+    write_csv(Path("plots") / candidate / "confusion.csv",
               [{"actual": p["actual"], "predicted": p["predicted"]} for p in result["predictions"]])
     write_csv(report_dir / "predictions.csv", result["predictions"])
     text = report_text(result["y_true"], result["y_pred"])
     (report_dir / "classification_report.txt").write_text(text)
-    _log_to_mlflow(backbone, model_dir, metrics, report_dir, result)
-    print(f"evaluate@{backbone}: test accuracy {metrics['accuracy']:.4f} "
+    _log_to_mlflow(candidate, metrics, report_dir, result)
+    print(f"evaluate@{candidate}: test accuracy {metrics['accuracy']:.4f} "
           f"(95% CI {metrics['accuracy_ci95'][0]:.3f}-{metrics['accuracy_ci95'][1]:.3f}), "
-          f"macro-F1 {metrics['macro_f1']:.4f}, {metrics['images_per_second']} img/s\n{text}")
+          f"macro-F1 {metrics['macro_f1']:.4f}, {metrics['images_per_second']} img/s "
+          f"(report: {report_dir / 'classification_report.txt'})")
 
 
-def _log_to_mlflow(backbone: str, model_dir: Path, metrics: dict, report_dir: Path, result: dict) -> None:
-    """Add test metrics and artifacts to the backbone's training run (a new run if it is not in this store)."""
-    with start_run(backbone, "evaluate", recorded_run_id(backbone, model_dir.parent)):
+def _log_to_mlflow(candidate: str, metrics: dict, report_dir: Path, result: dict) -> None:
+    """Add test metrics and artifacts to the candidate's training run (a new run if it is not in this store)."""
+    with start_run(candidate, "evaluate", recorded_run_id(candidate)):
         mlflow.log_metrics({"test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"],
                             "test_accuracy_ci95_low": metrics["accuracy_ci95"][0],
                             "test_accuracy_ci95_high": metrics["accuracy_ci95"][1],

@@ -18,8 +18,17 @@ from pathlib import Path, PurePosixPath
 
 from facemask import CLASSES, UserError
 from facemask.files import md5sum, read_csv, write_csv
-from facemask.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, SUFFIX_FORMATS, ImageError, content_format, load_rgb
-from facemask.params import load_section
+from facemask.images import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    IMAGE_SUFFIXES,
+    SUFFIX_FORMATS,
+    ImageError,
+    content_format,
+    load_rgb,
+)
+from facemask.params import load_params
+from facemask.progress import bar
 from facemask.stage import run
 
 OUT_DIR = Path("data/raw")
@@ -33,7 +42,7 @@ class IngestError(UserError):
     """The dataset cannot be ingested as given; the message says what to change."""
 
 
-def ingest(class_root: Path, out_dir: Path, min_size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS,
+def ingest(class_root: Path, out_dir: Path, min_size: int = DEFAULT_MIN_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS,
            metadata: dict | None = None) -> tuple[list[dict], list[dict]]:
     """Validate and copy class_root/<class>/* into out_dir/images; return (manifest rows, report rows).
 
@@ -45,26 +54,26 @@ def ingest(class_root: Path, out_dir: Path, min_size: int = 32, max_pixels: int 
                           "(`dvc repro` empties it first; by hand, delete it yourself)")
     metadata = metadata or {}
     kept, report, first_by_md5 = [], [], {}
-    for label in CLASSES:
-        for path in sorted((class_root / label).iterdir()):
-            row, reason = _inspect(path, label, min_size, max_pixels)
-            if reason is None and row["md5"] in first_by_md5:
-                earlier = first_by_md5[row["md5"]]
-                if earlier["label"] != label:
-                    raise IngestError(
-                        f"{path}: the same picture is also {earlier['source_file']} (class {earlier['label']}); "
-                        "one picture cannot have two labels - remove it from one class folder"
-                    )
-                reason = f"duplicate of {earlier['source_file']}"
-            if reason is not None:
-                report.append({"file": str(path), "label": label, "action": "skipped", "reason": reason})
-                continue
-            first_by_md5[row["md5"]] = {**row, "source_file": str(path)}
-            kept.append(row)
-            detected = content_format(path)
-            if detected not in SUFFIX_FORMATS[path.suffix.lower()]:
-                report.append({"file": str(path), "label": label, "action": "kept",
-                               "reason": f"a {detected} image named {path.suffix}; read as {detected}"})
+    files = [(path, label) for label in CLASSES for path in sorted((class_root / label).iterdir())]
+    for path, label in bar(files, "ingest", unit="file"):
+        row, reason = _inspect(path, label, min_size, max_pixels)
+        if reason is None and row["md5"] in first_by_md5:
+            earlier = first_by_md5[row["md5"]]
+            if earlier["label"] != label:
+                raise IngestError(
+                    f"{path}: the same picture is also {earlier['source_file']} (class {earlier['label']}); "
+                    "one picture cannot have two labels - remove it from one class folder"
+                )
+            reason = f"duplicate of {earlier['source_file']}"
+        if reason is not None:
+            report.append({"file": str(path), "label": label, "action": "skipped", "reason": reason})
+            continue
+        first_by_md5[row["md5"]] = {**row, "source_file": str(path)}
+        kept.append(row)
+        detected = content_format(path)
+        if detected not in SUFFIX_FORMATS[path.suffix.lower()]:
+            report.append({"file": str(path), "label": label, "action": "kept",
+                           "reason": f"a {detected} image named {path.suffix}; read as {detected}"})
     _check_every_class_kept(kept, report)
     _copy(class_root, out_dir, kept)
     for row in kept:
@@ -203,18 +212,15 @@ def _refuse_unsafe(archive: Path, member: str) -> None:
 
 
 def main() -> None:
-    params = load_section("ingest")
+    params = load_params().ingest
     if sys.argv[1:] == ["--check"]:  # `make run` asks first: dvc itself only says a dependency is missing
-        if not is_url(str(params["source"])):
-            check_local_source(str(params["source"]))
+        if not is_url(params.source):
+            check_local_source(params.source)
         return
     with tempfile.TemporaryDirectory() as workdir:
-        folder = materialise(str(params["source"]), Path(workdir))
+        folder = materialise(params.source, Path(workdir))
         class_root = find_class_root(folder)
-        rows, report = ingest(
-            class_root, OUT_DIR, int(params.get("min_size", 32)), int(params.get("max_pixels", DEFAULT_MAX_PIXELS)),
-            load_metadata(folder, class_root),
-        )
+        rows, report = ingest(class_root, OUT_DIR, params.min_size, params.max_pixels, load_metadata(folder, class_root))
     columns = list(OWN_COLUMNS) + sorted({k for row in rows for k in row} - set(OWN_COLUMNS))
     write_csv(OUT_DIR / "manifest.csv", rows, columns)
     write_csv(OUT_DIR / "ingest_report.csv", report, REPORT_COLUMNS)

@@ -1,13 +1,15 @@
-"""Stage select: pick the champion among the backbones by a validation metric, register it in MLflow.
+"""Stage select: pick the champion among the candidates by a validation metric, register it in MLflow.
 
 The test split only reports; it never chooses. When the winner's 95% validation-accuracy CI overlaps
 another candidate's, the result says "tie" (the data cannot really separate them). The winner is
-copied to models/best/; metrics/best.json records the winner, why, and every candidate's numbers.
+copied to models/best/ (model.keras and champion.json, which names it: they change only when the
+champion does, so export and explain re-run only then); metrics/best.json records the winner, why,
+every candidate's numbers and the registered model version.
 The model is registered (alias `champion`) only when its metric reaches `select.threshold`.
 (Named select_best.py: a module named select.py would shadow Python's own `select`.)
 """
+import contextlib
 import shutil
-import sys
 from functools import reduce
 from operator import getitem
 from pathlib import Path
@@ -17,15 +19,14 @@ from mlflow import MlflowClient
 
 from facemask import UserError
 from facemask.files import read_json, write_json
-from facemask.model import load
-from facemask.params import load_section
+from facemask.outputs import BEST_DIR, CANDIDATE_METRICS, model_dir, test_metrics, val_metrics
+from facemask.params import load_params
 from facemask.stage import require, run
-from facemask.tracking import PIP_REQUIREMENTS, configure, run_tags
+from facemask.tracking import configure, log_model, run_tags
 
 # Where each metric is in a candidate's numbers; reframed: the mean macro-F1 over re-framed photos.
 METRICS = {"val_macro_f1": ("val", "macro_f1"), "val_accuracy": ("val", "accuracy"),
            "val_reframed_macro_f1": ("val", "reframed", "mean_macro_f1")}
-BEST_DIR = Path("models/best")
 
 
 def choose(candidates: dict[str, dict], metric: str) -> dict:
@@ -66,10 +67,11 @@ def summary(candidates: dict[str, dict], choice: dict) -> dict:
     }
 
 
-def load_candidates(names: list[str], metrics_dir: Path = Path("metrics")) -> dict[str, dict]:
+def load_candidates(names: list[str], metrics_dir: Path = CANDIDATE_METRICS) -> dict[str, dict]:
+    """Each candidate's validation and test numbers, as train and evaluate wrote them."""
     candidates = {}
     for name in names:
-        val_file, test_file = metrics_dir / f"{name}_val.json", metrics_dir / f"{name}.json"
+        val_file, test_file = val_metrics(name, metrics_dir), test_metrics(name, metrics_dir)
         for path in (val_file, test_file):
             if not path.is_file():
                 raise UserError(f"{path} is missing; run `dvc repro` so train and evaluate run for {name}")
@@ -78,41 +80,46 @@ def load_candidates(names: list[str], metrics_dir: Path = Path("metrics")) -> di
 
 
 def register(winner: str, model_name: str) -> str:
-    """Register the winner's logged model (logging it anew if its run is not in this store); alias champion."""
+    """Register the winner's logged model (logging it anew if its run is not in this store); alias champion.
+    A version whose alias cannot be set is deleted again: the registry never holds a half-registered winner."""
     configure()
-    record = read_json(require(Path("models") / winner / "mlflow.json", f"train@{winner}"))
+    record = read_json(require(model_dir(winner) / "mlflow.json", f"train@{winner}"))
     try:
         mlflow.get_run(record["run_id"])
         model_uri = record["model_uri"]
     except mlflow.exceptions.MlflowException:
         with mlflow.start_run(run_name=f"select-{winner}", tags=run_tags(winner, "select")):
-            model_uri = mlflow.keras.log_model(load(BEST_DIR / "model.keras"), name="model",
-                                               pip_requirements=PIP_REQUIREMENTS).model_uri
+            model_uri = log_model(BEST_DIR / "model.keras")
     version = mlflow.register_model(model_uri, model_name).version
-    MlflowClient().set_registered_model_alias(model_name, "champion", version)
+    client = MlflowClient()
+    try:
+        client.set_registered_model_alias(model_name, "champion", version)
+    except mlflow.exceptions.MlflowException:
+        with contextlib.suppress(mlflow.exceptions.MlflowException):  # no version left behind that is not champion
+            client.delete_model_version(model_name, version)
+        raise
     return str(version)
 
 
 def main() -> None:
-    params = load_section("select")
-    names = sys.argv[1:]
-    if not names:
-        raise UserError("usage: python -m stages.select_best BACKBONE [BACKBONE ...]")
-    candidates = load_candidates(names)
-    choice = choose(candidates, params.get("metric", "val_macro_f1"))
+    all_params = load_params()
+    params = all_params.select
+    candidates = load_candidates(list(all_params.candidates))
+    choice = choose(candidates, params.metric)
     result = summary(candidates, choice)
     winner = choice["winner"]
     shutil.rmtree(BEST_DIR, ignore_errors=True)
     BEST_DIR.mkdir(parents=True)
-    shutil.copyfile(Path("models") / winner / "model.keras", BEST_DIR / "model.keras")
-    threshold = float(params.get("threshold", 0.0))
-    if choice["value"] >= threshold:
-        model_name = params.get("model_name", "facemask")
-        result["registered"] = {"name": model_name, "version": register(winner, model_name), "alias": "champion"}
+    shutil.copyfile(model_dir(winner) / "model.keras", BEST_DIR / "model.keras")
+    record = read_json(model_dir(winner) / "mlflow.json")
+    result["run_id"] = record["run_id"]
+    write_json(BEST_DIR / "champion.json", {"candidate": winner, **record})
+    if choice["value"] >= params.threshold:
+        version = register(winner, params.model_name)
+        result["registered"] = {"name": params.model_name, "version": version, "alias": "champion"}
     else:
         result["registered"] = None
-        result["why"] += f"; not registered: {choice['value']:.4f} < select.threshold={threshold}"
-    write_json(BEST_DIR / "selection.json", result)
+        result["why"] += f"; not registered: {choice['value']:.4f} < select.threshold={params.threshold}"
     write_json(Path("metrics") / "best.json", result)
     print(f"select: {winner} - {result['why']}")
 

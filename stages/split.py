@@ -15,7 +15,7 @@ import splitfolders
 
 from facemask import CLASSES, UserError
 from facemask.files import read_csv, write_csv, write_json
-from facemask.params import load_section
+from facemask.params import load_params
 from facemask.stage import run
 
 RAW_DIR = Path("data/raw")
@@ -81,7 +81,7 @@ def split_folders_assignment(image_root: Path, workdir: Path, ratio, seed: int) 
     return assignment
 
 
-def split(raw_dir: Path, out_dir: Path, ratio=(0.8, 0.1, 0.1), seed: int = 1337) -> tuple[list[dict], dict]:
+def split(raw_dir: Path, out_dir: Path, ratio, seed: int) -> tuple[list[dict], dict]:
     """Split raw_dir (ingest's output) into out_dir; return (rows with a `split` column, report)."""
     if len(ratio) != 3 or abs(sum(ratio) - 1) > 1e-6:
         raise UserError(f"split.ratio={list(ratio)}: needs three fractions (train, val, test) that add up to 1")
@@ -122,8 +122,8 @@ def split(raw_dir: Path, out_dir: Path, ratio=(0.8, 0.1, 0.1), seed: int = 1337)
 
 
 def main() -> None:
-    params = load_section("split")
-    rows, report = split(RAW_DIR, OUT_DIR, params.get("ratio", [0.8, 0.1, 0.1]), int(params.get("seed", 1337)))
+    params = load_params().split
+    rows, report = split(RAW_DIR, OUT_DIR, list(params.ratio), params.seed)
     write_csv(OUT_DIR / "split.csv", rows, list(rows[0]))
     write_json(REPORT, report)
     print(f"split: {report['counts']}; moved {report['files_moved']} files of "

@@ -15,7 +15,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from facemask import UserError
 from facemask.files import write_csv
 from facemask.images import IMAGE_SUFFIXES, load_rgb
-from facemask.params import load_section
+from facemask.params import load_params
+from facemask.progress import bar
 from facemask.splits import image_path, split_rows
 from facemask.stage import run
 
@@ -31,7 +32,7 @@ def draw_mask(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draw a fabric mask (random colour, jittered outline, pleats, ear loops) over the lower face."""
     height, width = pixels.shape[:2]
     jitter = rng.uniform(-0.025, 0.025, (len(MASK_OUTLINE), 2)) + rng.uniform(-0.02, 0.02, 2)
-    outline = [((x + dx) * width, (y + dy) * height) for (x, y), (dx, dy) in zip(MASK_OUTLINE, jitter)]
+    outline = [((x + dx) * width, (y + dy) * height) for (x, y), (dx, dy) in zip(MASK_OUTLINE, jitter, strict=True)]
     colour = np.array(COLOURS[rng.integers(len(COLOURS))]) * rng.uniform(0.85, 1.1)
     layer = Image.new("RGB", (width, height), tuple(int(c) for c in np.clip(colour, 0, 255)))
     alpha = Image.new("L", (width, height), 0)
@@ -52,16 +53,17 @@ def draw_mask(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(face)
 
 
-def synthesize(old_faces: list[Path], young_faces: list[Path], out_dir: Path, seed: int = 1337) -> list[dict]:
+def synthesize(old_faces: list[Path], young_faces: list[Path], out_dir: Path, seed: int) -> list[dict]:
     """Write a masked copy of each face: old_faces -> with_mask_old, young_faces -> with_mask_young."""
     rng = np.random.default_rng(seed)
     rows = []
-    for label, faces in (("with_mask_old", old_faces), ("with_mask_young", young_faces)):
-        for path in faces:
-            target = out_dir / label / f"{path.stem}__synthmask.jpg"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(draw_mask(load_rgb(path), rng)).save(target, quality=95)
-            rows.append({"file": f"{label}/{target.name}", "label": label, "origin": str(path)})
+    jobs = [(label, path) for label, faces in (("with_mask_old", old_faces), ("with_mask_young", young_faces))
+            for path in faces]
+    for label, path in bar(jobs, "synthesize", unit="face"):
+        target = out_dir / label / f"{path.stem}__synthmask.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(draw_mask(load_rgb(path), rng)).save(target, quality=95)
+        rows.append({"file": f"{label}/{target.name}", "label": label, "origin": str(path)})
     return rows
 
 
@@ -72,22 +74,21 @@ def pick(paths: list[Path], count: int, seed: int) -> list[Path]:
 
 
 def main() -> None:
-    params = load_section("synthesize")
-    seed = int(params.get("seed", 1337))
+    params = load_params().synthesize
     old_faces = []
-    if int(params.get("old_from_pool", 0)) > 0:
-        pool = Path(str(params.get("pool", "")))
+    if params.old_from_pool > 0:
+        pool = Path(params.pool)
         if not pool.is_dir():
             raise UserError(f"synthesize.pool={pool} is not a folder of aligned older faces; "
                             "point it at one or set synthesize.old_from_pool: 0")
         faces = sorted(p for p in pool.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        old_faces = pick(faces, int(params["old_from_pool"]), seed)
-    aligned = set(params.get("aligned_sources", []))
+        old_faces = pick(faces, params.old_from_pool, params.seed)
+    aligned = set(params.aligned_sources)
     young = [image_path(r) for r in split_rows("train")
              if r["label"] == "without_mask_young" and r.get("source") in aligned]
-    young_faces = pick(young, int(params.get("young_from_train", 0)), seed + 1)
+    young_faces = pick(young, params.young_from_train, params.seed + 1)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    rows = synthesize(old_faces, young_faces, OUT_DIR, seed)
+    rows = synthesize(old_faces, young_faces, OUT_DIR, params.seed)
     write_csv(OUT_DIR / "synthetic.csv", rows, ["file", "label", "origin"])
     print(f"synthesize: {len(old_faces)} with_mask_old and {len(young_faces)} with_mask_young training faces")
 

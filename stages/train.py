@@ -1,4 +1,4 @@
-"""Stage train@<backbone>: fit the head on cached features, optionally fine-tune the top layers.
+"""Stage train@<candidate>: fit the head on cached features, optionally fine-tune the top layers.
 
 Phase 1 trains dropout + softmax on the frozen backbone's cached features (seconds; epochs: 0 skips
 it, so phase 2 starts from the untrained head, which validated better for MobileNetV2). Phase 2, when
@@ -6,12 +6,12 @@ fine_tune_epochs > 0, unfreezes the top `fine_tune_layers` backbone layers ("all
 the only sensible choice without pretrained weights) and trains on the images at a low learning rate.
 Pretrained BatchNorm stays in inference mode. With `seeds: [a, b, ...]` the candidate is that many
 models, trained alike but for the seed, and the saved model averages their probabilities.
-Writes models/<backbone>/{model.keras, mlflow.json}, metrics/<backbone>_val.json and
-plots/<backbone>/history.csv; logs one MLflow run.
+Writes models/candidates/<candidate>/{model.keras, mlflow.json}, metrics/candidates/<candidate>_val.json
+and plots/<candidate>/history.csv; logs one MLflow run.
 
 Resumable and deterministic: each epoch's batch order depends only on (seed, epoch), and after every
 epoch the model, optimizer, early-stopping state, history and MLflow run id are checkpointed in
-.checkpoints/<backbone>/seed_<seed>/ (outside models/, which DVC empties before a re-run). A killed run
+.checkpoints/<candidate>/seed_<seed>/ (outside models/, which DVC empties before a re-run). A killed run
 goes on from its last epoch on the next `dvc repro` and ends exactly as an uninterrupted run would.
 """
 import functools
@@ -33,10 +33,12 @@ from facemask.evaluation import classification_metrics, member_scores, reframed_
 from facemask.files import read_json, write_csv, write_json
 from facemask.images import load_batch
 from facemask.model import average, head, load, predict_labels
-from facemask.params import backbone_section, load_section
+from facemask.outputs import model_dir, val_metrics
+from facemask.params import TrainingRecipe, load_params
+from facemask.progress import BatchBar
 from facemask.splits import split_images, training_images
 from facemask.stage import candidate_arg, require, run
-from facemask.tracking import PIP_REQUIREMENTS, configure, start_run
+from facemask.tracking import configure, log_model, log_split_dataset, start_run
 
 FEATURES_ROOT = Path("data/features")
 CHECKPOINT_ROOT = Path(".checkpoints")
@@ -77,58 +79,56 @@ def class_weights(labels: np.ndarray, mode) -> dict | None:
         return None
     classes = np.arange(len(CLASSES))
     weights = compute_class_weight("balanced", classes=classes, y=labels)
-    return {int(c): float(w) for c, w in zip(classes, weights)}
+    return {int(c): float(w) for c, w in zip(classes, weights, strict=True)}
 
 
-def soft_targets(params: dict) -> bool:
+def soft_targets(params: TrainingRecipe) -> bool:
     """Whether training needs one-hot targets: label smoothing is on."""
-    return float(params.get("label_smoothing", 0)) > 0
+    return params.label_smoothing > 0
 
 
-def targets(labels: np.ndarray, params: dict) -> np.ndarray:
+def targets(labels: np.ndarray, params: TrainingRecipe) -> np.ndarray:
     """The labels as the loss takes them: class indices, or one-hot rows when soft_targets(params)."""
     return np.eye(len(CLASSES), dtype=np.float32)[labels] if soft_targets(params) else labels
 
 
-def loss(params: dict):
+def loss(params: TrainingRecipe):
     """Cross-entropy, smoothed by `label_smoothing` (built-in Keras losses only: safe-mode loading)."""
     if soft_targets(params):
-        return keras.losses.CategoricalCrossentropy(label_smoothing=float(params.get("label_smoothing", 0)))
+        return keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing)
     return "sparse_categorical_crossentropy"
 
 
-def batches(x: np.ndarray, y: np.ndarray, params: dict) -> Batches:
+def batches(x: np.ndarray, y: np.ndarray, params: TrainingRecipe) -> Batches:
     """Training batches with each sample weighted by its class weight (as Keras's class_weight does)."""
-    weights = class_weights(y, params.get("class_weight", "balanced"))
+    weights = class_weights(y, params.class_weight)
     sample_weights = np.array([weights[int(label)] for label in y] if weights else np.ones(len(y)), np.float32)
-    return Batches(x, targets(y, params), sample_weights, int(params.get("batch_size", 32)),
-                   int(params.get("seed", 1337)))
+    return Batches(x, targets(y, params), sample_weights, params.batch_size, params.seed)
 
 
-def head_model(model: keras.Model, params: dict) -> keras.Model:
+def head_model(model: keras.Model, params: TrainingRecipe) -> keras.Model:
     """The compiled dropout + softmax head of `model` (sharing its layers), for cached features."""
     classifier = head(model)
-    classifier.compile(optimizer=keras.optimizers.Adam(float(params.get("learning_rate", 1e-3))),
-                       loss=loss(params), metrics=["accuracy"])
+    classifier.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=loss(params), metrics=["accuracy"])
     return classifier
 
 
-def fine_tune_model(model: keras.Model, params: dict, pretrained: bool, steps: int) -> keras.Model:
+def fine_tune_model(model: keras.Model, params: TrainingRecipe, pretrained: bool, steps: int) -> keras.Model:
     """`model` with the top layers of each backbone in it unfrozen, compiled at the fine-tuning learning rate
     (with `fine_tune_schedule: cosine`, decayed to 0 along a cosine over the phase's `steps` batches).
 
     Pretrained BatchNorm layers stay frozen: in Keras 3 a non-trainable BatchNormalization runs in
     inference mode, whereas `training=False` at the backbone's call does not survive fit().
     """
-    layers = params.get("fine_tune_layers", 0)
+    layers = params.fine_tune_layers
     for backbone in (layer for layer in model.layers if isinstance(layer, keras.Model)):
         backbone.trainable = True
         first = 0 if str(layers) == "all" else len(backbone.layers) - int(layers)
         for index, layer in enumerate(backbone.layers):  # each layer's own flag decides (Keras 3)
             frozen_bn = pretrained and isinstance(layer, keras.layers.BatchNormalization)
             layer.trainable = index >= first and not frozen_bn
-    rate = float(params.get("fine_tune_learning_rate", 1e-5))
-    if params.get("fine_tune_schedule", "constant") == "cosine":
+    rate = params.fine_tune_learning_rate
+    if params.fine_tune_schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps)
     model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss(params), metrics=["accuracy"])
     return model
@@ -146,7 +146,7 @@ def fit(model: keras.Model, data: Batches, validation: tuple, epochs: int, patie
     model.optimizer.build(model.trainable_variables)
     if saved:
         for variable, value in zip(model.variables + model.optimizer.variables,
-                                   checkpoint.arrays("model") + checkpoint.arrays("optimizer")):
+                                   checkpoint.arrays("model") + checkpoint.arrays("optimizer"), strict=True):
             variable.assign(value)
         rows, best_weights = saved["rows"], checkpoint.arrays("best") or None
         epoch, wait, best, stopped = saved["epoch"], saved["wait"], saved["best"], saved["stopped"]
@@ -154,8 +154,10 @@ def fit(model: keras.Model, data: Batches, validation: tuple, epochs: int, patie
         rows, best_weights, epoch, wait, best, stopped = list(rows), None, 0, 0, math.inf, False
     while epoch < epochs and not stopped:
         data.shuffle(epoch)
+        progress = BatchBar(f"{checkpoint.path.parent.parent.name} {checkpoint.path.parent.name} {phase} "
+                            f"epoch {epoch + 1}/{epochs}", len(data))
         logs = model.fit(data, validation_data=validation, initial_epoch=epoch, epochs=epoch + 1,
-                         shuffle=False, verbose=0).history
+                         shuffle=False, verbose=0, callbacks=[progress]).history
         logs = {k: float(v[-1]) for k, v in logs.items()}
         rows.append({"epoch": len(rows) + 1, "phase": phase, **{k: round(v, 5) for k, v in logs.items()}})
         mlflow.log_metrics(logs, step=len(rows))
@@ -180,45 +182,47 @@ def fine_tune_data(image_size: int) -> tuple:
     """(train images, train labels, val images, val labels) at `image_size`, decoded once per process."""
     train_paths, train_y = training_images()
     val_paths, val_y = split_images("val")
-    return load_batch(train_paths, image_size), train_y, load_batch(val_paths, image_size), val_y
+    return (load_batch(train_paths, image_size, desc="train images"), train_y,
+            load_batch(val_paths, image_size, desc="val images"), val_y)
 
 
-def train_phases(model: keras.Model, features: dict, images: Callable[[], tuple], params: dict,
+def train_phases(model: keras.Model, features: dict, images: Callable[[], tuple], params: TrainingRecipe,
                  checkpoint: Checkpoint, pretrained: bool, rows: list | None = None) -> list:
     """Phase 1 on the cached features (skipped when epochs is 0 or the checkpoint is already in phase 2),
     then phase 2 on images() = (train images, labels, val images, labels) when fine_tune_epochs > 0;
     returns `rows` + the history rows of both."""
-    patience, head_epochs, rows = int(params.get("patience", 5)), int(params.get("epochs", 30)), list(rows or [])
-    if checkpoint.state.get("phase") != "fine_tune" and head_epochs > 0:
+    rows = list(rows or [])
+    if checkpoint.state.get("phase") != "fine_tune" and params.epochs > 0:
         rows = fit(head_model(model, params), batches(features["train_x"], features["train_y"], params),
-                   (features["val_x"], targets(features["val_y"], params)), head_epochs, patience, "head",
+                   (features["val_x"], targets(features["val_y"], params)), params.epochs, params.patience, "head",
                    checkpoint, rows)
-    if int(params.get("fine_tune_epochs", 0)) > 0:
+    if params.fine_tune_epochs > 0:
         train_x, train_y, val_x, val_y = images()
-        data, epochs = batches(train_x, train_y, params), int(params["fine_tune_epochs"])
+        data, epochs = batches(train_x, train_y, params), params.fine_tune_epochs
         rows = fit(fine_tune_model(model, params, pretrained, steps=len(data) * epochs), data,
-                   (val_x, targets(val_y, params)), epochs, patience, "fine_tune", checkpoint, rows)
+                   (val_x, targets(val_y, params)), epochs, params.patience, "fine_tune", checkpoint, rows)
     return rows
 
 
-def member_seeds(params: dict) -> list[int]:
+def member_seeds(params: TrainingRecipe) -> list[int]:
     """The seeds of the models a candidate is made of: its `seeds`, else train.seed (one model)."""
-    return [int(seed) for seed in params.get("seeds") or [params.get("seed", 1337)]]
+    return list(params.seeds or [params.seed])
 
 
-def train_members(backbone: str, params: dict, checkpoints: dict[int, Checkpoint]) -> tuple[dict, dict, list, dict]:
+def train_members(candidate: str, params: TrainingRecipe,
+                  checkpoints: dict[int, Checkpoint]) -> tuple[dict, dict, list, dict]:
     """Train one model per seed, each resumed from (or, once done, restored from) checkpoints[seed];
     returns (feature meta, {seed: model}, history rows of all, numbered on across members, {seed: training
     seconds}, the seconds of a resumed member counted from its resume)."""
     models, rows, seconds = {}, [], {}
     for seed in member_seeds(params):
-        member_params, checkpoint = params | {"seed": seed}, checkpoints[seed]
-        meta, features, model = untrained(backbone, member_params)
+        member_params, checkpoint = params.model_copy(update={"seed": seed}), checkpoints[seed]
+        meta, features, model = untrained(candidate, member_params)
         if checkpoint.state.get("phase") == "done":
             model.set_weights(checkpoint.arrays("model"))
         else:
             started, before = time.perf_counter(), len(rows)
-            rows = train_phases(model, features, lambda: fine_tune_data(meta["image_size"]), member_params,
+            rows = train_phases(model, features, functools.partial(fine_tune_data, meta["image_size"]), member_params,
                                 checkpoint, meta["weights"] != "none", rows)
             rows[before:] = [{"epoch": row["epoch"], "seed": seed, **row} for row in rows[before:]]
             checkpoint.save({**checkpoint.state, "phase": "done", "rows": rows,
@@ -227,65 +231,60 @@ def train_members(backbone: str, params: dict, checkpoints: dict[int, Checkpoint
     return meta, models, rows, seconds
 
 
-def combined(backbone: str, models: dict[int, keras.Model]) -> keras.Model:
+def combined(candidate: str, models: dict[int, keras.Model]) -> keras.Model:
     """The one model of a candidate: its only model, or the average of its seeds' models."""
     if len(models) == 1:
         return next(iter(models.values()))
-    return average({f"seed_{seed}": model for seed, model in models.items()}, name=f"facemask_{backbone}")
+    return average({f"seed_{seed}": model for seed, model in models.items()}, name=f"facemask_{candidate}")
 
 
-def candidate_params(backbone: str) -> dict:
-    """train's settings for `backbone`: the shared ones, then its own under train.backbones."""
-    section = load_section("train")
-    return {k: v for k, v in section.items() if k != "backbones"} | backbone_section(section, backbone, "train")
-
-
-def untrained(backbone: str, params: dict) -> tuple[dict, dict, keras.Model]:
-    """Seed, then load `backbone`'s feature cache and untrained model: (meta, features, model).
+def untrained(candidate: str, params: TrainingRecipe) -> tuple[dict, dict, keras.Model]:
+    """Seed, then load `candidate`'s feature cache and untrained model: (meta, features, model).
     Seeding before loading fixes the dropout's random stream, so the same params give the same weights."""
-    keras.utils.set_random_seed(int(params.get("seed", 1337)))
+    keras.utils.set_random_seed(params.seed)
     tf.config.experimental.enable_op_determinism()
-    feature_dir = FEATURES_ROOT / backbone
-    meta = read_json(require(feature_dir / "meta.json", f"features@{backbone}"))
+    feature_dir = FEATURES_ROOT / candidate
+    meta = read_json(require(feature_dir / "meta.json", f"features@{candidate}"))
     features = dict(np.load(feature_dir / "features.npz"))
     model = load(feature_dir / "base.keras")
-    model.get_layer("dropout").rate = float(params.get("dropout", 0.2))
+    model.get_layer("dropout").rate = params.dropout
     return meta, features, model
 
 
-def checkpoints_for(backbone: str, params: dict, input_files: list) -> dict[int, Checkpoint]:
+def checkpoints_for(candidate: str, params: TrainingRecipe, input_files: list) -> dict[int, Checkpoint]:
     """One checkpoint per member seed, valid only for these params, inputs and code."""
-    return {seed: Checkpoint(CHECKPOINT_ROOT / backbone / f"seed_{seed}", fingerprint(
-                {"params": params, "seed": seed, "keras": keras.__version__}, [*input_files, *CODE]))
+    return {seed: Checkpoint(CHECKPOINT_ROOT / candidate / f"seed_{seed}", fingerprint(
+                {"params": params.model_dump(), "seed": seed, "keras": keras.__version__}, [*input_files, *CODE]))
             for seed in member_seeds(params)}
 
 
 def main() -> None:
-    backbone = candidate_arg("train")
-    params = candidate_params(backbone)
+    candidate = candidate_arg("train")
+    params = load_params().recipe(candidate)
     configure()  # an unreachable tracking server fails here, before any training
-    feature_dir = FEATURES_ROOT / backbone
-    meta = read_json(require(feature_dir / "meta.json", f"features@{backbone}"))
-    checkpoints = checkpoints_for(backbone, params, [feature_dir / "features.npz", feature_dir / "base.keras"])
+    feature_dir = FEATURES_ROOT / candidate
+    meta = read_json(require(feature_dir / "meta.json", f"features@{candidate}"))
+    checkpoints = checkpoints_for(candidate, params, [feature_dir / "features.npz", feature_dir / "base.keras"])
     for seed, checkpoint in checkpoints.items():
         if checkpoint.state.get("phase") == "done":
-            print(f"train@{backbone}: seed {seed}: trained before the interruption; restored from {checkpoint.path}")
+            print(f"train@{candidate}: seed {seed}: trained before the interruption; restored from {checkpoint.path}")
         elif checkpoint.state:
-            print(f"train@{backbone}: seed {seed}: resuming after {checkpoint.state['phase']} epoch "
+            print(f"train@{candidate}: seed {seed}: resuming after {checkpoint.state['phase']} epoch "
                   f"{checkpoint.state['epoch']} from {checkpoint.path}")
         elif checkpoint.unusable:
-            print(f"train@{backbone}: {checkpoint.path} is from other params or inputs (or unreadable); starting over")
+            print(f"train@{candidate}: {checkpoint.path} is from other params or inputs (or unreadable); starting over")
     run_id = next((c.state["run_id"] for c in checkpoints.values() if c.state.get("run_id")), None)
-    out_dir = Path("models") / backbone
+    out_dir = model_dir(candidate)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with start_run(backbone, "train", run_id) as active:
+    with start_run(candidate, "train", run_id) as active:
         if active.info.run_id != run_id:
-            mlflow.log_params({**{f"features.{k}": v for k, v in meta.items()}, **params})
+            mlflow.log_params({**{f"features.{k}": v for k, v in meta.items()}, **params.model_dump()})
+            log_split_dataset()
         for checkpoint in checkpoints.values():
             checkpoint.state["run_id"] = active.info.run_id
-        _, models, rows, seconds = train_members(backbone, params, checkpoints)
+        _, models, rows, seconds = train_members(candidate, params, checkpoints)
         train_seconds = sum(seconds.values())
-        model = combined(backbone, models)
+        model = combined(candidate, models)
         val_paths, val_y = split_images("val")
         val_x = load_batch(val_paths, meta["image_size"])  # decoded once for the model and its members
         val = classification_metrics(val_y, model.predict(val_x, verbose=0).argmax(axis=1))
@@ -297,16 +296,15 @@ def main() -> None:
                             "val_reframed_macro_f1": val["reframed"]["mean_macro_f1"],
                             "train_seconds": train_seconds})
         model.save(out_dir / "model.keras")
-        info = mlflow.keras.log_model(model, name="model", pip_requirements=PIP_REQUIREMENTS)
-        write_json(out_dir / "mlflow.json", {"run_id": active.info.run_id, "model_uri": info.model_uri})
-    write_json(Path("metrics") / f"{backbone}_val.json", {
-        "backbone": backbone, "weights": meta["weights"], "image_size": meta["image_size"], "seeds": list(models),
+        write_json(out_dir / "mlflow.json", {"run_id": active.info.run_id, "model_uri": log_model(out_dir / "model.keras")})
+    write_json(val_metrics(candidate), {
+        "candidate": candidate, "weights": meta["weights"], "image_size": meta["image_size"], "seeds": list(models),
         "train_seconds": round(train_seconds, 1), "feature_seconds": meta["seconds"],
         "member_train_seconds": {f"seed_{seed}": round(s, 1) for seed, s in seconds.items()}, "val": val,
     })
-    write_csv(Path("plots") / backbone / "history.csv", rows)
-    shutil.rmtree(CHECKPOINT_ROOT / backbone, ignore_errors=True)
-    print(f"train@{backbone}: val accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} "
+    write_csv(Path("plots") / candidate / "history.csv", rows)
+    shutil.rmtree(CHECKPOINT_ROOT / candidate, ignore_errors=True)
+    print(f"train@{candidate}: val accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} "
           f"({train_seconds:.0f}s, {len(rows)} epochs, {len(models)} model(s))")
 
 

@@ -94,7 +94,7 @@ def trained_project(tmp_path_factory) -> Path:
         params = _tiny_params()
         params["synthesize"]["old_from_pool"] = 0
         params["train"]["patience"] = 10
-        params["train"]["backbones"][BACKBONE].update(TRAIN)
+        params["candidates"][BACKBONE]["train"].update(TRAIN)
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         generate(root / "dataset", per_class=20, size=40)
         assert dvc("init", "--no-scm", cwd=root).returncode == 0
@@ -111,8 +111,8 @@ def outputs(project: Path) -> dict:
     from facemask.model import load
 
     features = np.load(project / "data" / "features" / BACKBONE / "features.npz")
-    metrics = read_json(project / "metrics" / f"{BACKBONE}_val.json")
-    model = load(project / "models" / BACKBONE / "model.keras")
+    metrics = read_json(project / "metrics" / "candidates" / f"{BACKBONE}_val.json")
+    model = load(project / "models" / "candidates" / BACKBONE / "model.keras")
     return {
         "split": tree_digest(project / "data" / "split"),
         "augmented": tree_digest(project / "data" / "augmented"),

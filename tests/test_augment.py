@@ -2,13 +2,14 @@
 from collections import Counter
 
 from facemask.files import write_csv
+from facemask.params import Augment
 from stages.augment import augment, copies_per_image
 from stages.ingest import ingest
 from stages.split import split
 from tests.conftest import tree_digest
 
-PARAMS = {"copies": 1, "balance": True, "seed": 3, "flip": True, "rotation": 0.05, "zoom_in": 0.1, "zoom_out": 0.1,
-          "shift": 0.05, "brightness": 0.1, "contrast": 0.1}
+PARAMS = Augment(copies=1, balance=True, seed=3, flip=True, rotation=0.05, zoom_in=0.1, zoom_out=0.1, shift=0.05,
+                 brightness=0.1, contrast=0.1)
 
 
 def test_balancing_fills_every_class_to_the_same_total():
@@ -26,7 +27,7 @@ def _split(tiny_dataset, tmp_path):
     raw = tmp_path / "raw"
     rows, _ = ingest(tiny_dataset, raw)
     write_csv(raw / "manifest.csv", rows, list(rows[0]))
-    rows, _ = split(raw, tmp_path / "split", ratio=(0.5, 0.25, 0.25))
+    rows, _ = split(raw, tmp_path / "split", ratio=(0.5, 0.25, 0.25), seed=1337)
     split_dir = tmp_path / "split"
     return [{**r, "path": split_dir / "train" / r["label"] / r["file"].rsplit("/", 1)[-1]}
             for r in rows if r["split"] == "train"], split_dir
@@ -46,7 +47,7 @@ def test_augment_writes_train_only_and_leaves_val_test_untouched(tiny_dataset, t
 
 
 def test_same_seed_gives_identical_files(tiny_dataset, tmp_path):
-    train_rows, split_dir = _split(tiny_dataset, tmp_path)
+    train_rows, _ = _split(tiny_dataset, tmp_path)
     augment(train_rows, tmp_path / "a", PARAMS)
     augment(train_rows, tmp_path / "b", PARAMS)
     assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")

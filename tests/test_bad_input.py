@@ -241,9 +241,9 @@ def _two_labels(tiny_dataset, tmp_path) -> dict:
     (_zip_slip, ["evil.zip: member '/tmp/facemask_escape.jpg' would be written outside the target folder; refused"]),
     (lambda *_: {"ingest.source": f"http://127.0.0.1:{_closed_port()}/facemask.zip"},
      ["cannot be downloaded", "Connection refused", "when offline, download it elsewhere"]),
-    (lambda *_: {"ingest.min_size": "big", "train.backbones.ResNet50": {"epochs": 1}},
+    (lambda *_: {"ingest.min_size": "big", "candidates.ResNet50": {"backbones": ["ResNet50"], "image_size": 224}},
      ["ingest.min_size must be a whole number >= 1, got 'big'",
-      "train.backbones.ResNet50: unknown backbone 'ResNet50'; choose from: MobileNetV2, Xception, DenseNet169"]),
+      "candidates.ResNet50: unknown backbone 'ResNet50'; choose from: MobileNetV2, Xception, DenseNet169"]),
 ], ids=["same-picture-two-labels", "zip-slip", "unreachable-url", "bad-params"])
 def test_ingest_stage_refuses_with_one_clear_line(tiny_dataset, tmp_path, setup, fragments):
     changes = {"ingest.source": str(tiny_dataset), **setup(tiny_dataset, tmp_path)}
@@ -257,7 +257,8 @@ def test_ingest_stage_refuses_with_one_clear_line(tiny_dataset, tmp_path, setup,
 @pytest.mark.parametrize("module, args, fragment", [
     ("train", [], "usage: python -m stages.train CANDIDATE"),
     ("train", ["MobileNetV2"], "data/features/MobileNetV2/meta.json: not found; run `dvc repro features@MobileNetV2`"),
-    ("evaluate", ["MobileNetV2"], "models/MobileNetV2/model.keras: not found; run `dvc repro train@MobileNetV2`"),
+    ("evaluate", ["MobileNetV2"],
+     "models/candidates/MobileNetV2/model.keras: not found; run `dvc repro train@MobileNetV2`"),
 ], ids=["no-candidate", "train-before-features", "evaluate-before-train"])
 def test_a_stage_run_by_hand_before_its_inputs_exist_says_what_to_run(tmp_path, module, args, fragment):
     write_params(tmp_path, {})

@@ -30,20 +30,24 @@ def test_dvc_yaml_is_valid():
     assert "select" in result.stdout and "train@MobileNetV2" in result.stdout
 
 
-def test_backbone_lists_agree():
-    """select's candidates and deps, train.backbones and features.backbones name the same backbones."""
-    backbones = list(PARAMS["train"]["backbones"])
-    assert list(PARAMS["features"]["backbones"]) == backbones
-    select = DVC_YAML["stages"]["select"]
-    assert select["cmd"].split()[3:] == backbones
-    for name in backbones:
-        assert {f"metrics/{name}_val.json", f"metrics/{name}.json", f"models/{name}"} <= set(select["deps"])
+def test_candidates_are_named_once():
+    """dvc.yaml lists no candidate: its per-candidate stages come from params.yaml's candidates, and
+    select depends on the folders they write into (dvc dag shows every edge)."""
+    assert not any(name in (REPO / "dvc.yaml").read_text() for name in PARAMS["candidates"])
+    stages = dvc("stage", "list", "--name-only", cwd=REPO).stdout.split()
+    for name in PARAMS["candidates"]:
+        assert {f"features@{name}", f"train@{name}", f"evaluate@{name}"} <= set(stages)
+    assert {"metrics/candidates", "models/candidates"} <= set(DVC_YAML["stages"]["select"]["deps"])
+    dag = dvc("dag", "--dot", "select", cwd=REPO).stdout
+    assert all(f'"evaluate@{name}" -> "select"' in dag or f'"train@{name}" -> "select"' in dag
+               for name in PARAMS["candidates"]), dag
 
 
 TINY = {
     "ingest": {"source": "dataset", "min_size": 16},
     "augment": {"copies": 1},
-    "features": {"weights_dir": "", "image_size": 71, "weights": "none"},  # 71 px: Xception's minimum
+    "features": {"weights_dir": ""},
+    "candidates": {"image_size": 71, "weights": "none"},  # 71 px: Xception's minimum
     "train": {"epochs": 1, "fine_tune_epochs": 0},
     # One candidate skips the head phase and fine-tunes from the start, as MobileNetV2 does in params.yaml.
     "train_from_start": ("MobileNetV2", {"epochs": 0, "fine_tune_epochs": 1, "fine_tune_layers": "all"}),
@@ -59,13 +63,12 @@ def _tiny_params() -> dict:
     params = json.loads(json.dumps(PARAMS))
     params["ingest"].update(TINY["ingest"])
     params["augment"].update(TINY["augment"])
-    params["features"]["weights_dir"] = TINY["features"]["weights_dir"]
-    for spec in params["features"]["backbones"].values():
-        spec.update(image_size=TINY["features"]["image_size"], weights=TINY["features"]["weights"])
-    for spec in params["train"]["backbones"].values():
-        spec.update(TINY["train"])
+    params["features"].update(TINY["features"])
+    for candidate in params["candidates"].values():
+        candidate.update(TINY["candidates"])
+        candidate["train"].update(TINY["train"])
     name, spec = TINY["train_from_start"]
-    params["train"]["backbones"][name].update(spec)
+    params["candidates"][name]["train"].update(spec)
     params["select"].update(TINY["select"])
     for section in ("synthesize", "export", "explain"):
         params[section].update(TINY[section])
@@ -92,19 +95,22 @@ def test_end_to_end_repro_then_noop(tmp_path):
     shown = json.loads(dvc("metrics", "show", "--json", cwd=project).stdout)
     files = next(iter(shown.values()))["data"]
     best = files["metrics/best.json"]["data"]
-    assert best["winner"] in PARAMS["train"]["backbones"] and best["registered"]["alias"] == "champion"
-    for name in PARAMS["train"]["backbones"]:
-        test_metrics = files[f"metrics/{name}.json"]["data"]
+    assert best["winner"] in PARAMS["candidates"] and best["registered"]["alias"] == "champion"
+    for name in PARAMS["candidates"]:
+        test_metrics = files[f"metrics/candidates/{name}.json"]["data"]
         assert 0 <= test_metrics["accuracy"] <= 1 and test_metrics["split"] == "test"
-        assert (project / "models" / name / "model.keras").is_file()
+        assert (project / "models" / "candidates" / name / "model.keras").is_file()
     assert (project / "models" / "best" / "model.keras").is_file()
+    results = (project / "reports" / "results.md").read_text()
+    assert all(name in results for name in PARAMS["candidates"]) and f"**{best['winner']}** (champion)" in results
     start_name = TINY["train_from_start"][0]
     with open(project / "plots" / start_name / "history.csv", newline="") as history:
         rows = [(row["seed"], row["phase"]) for row in csv.DictReader(history)]
-    seeds = [str(seed) for seed in PARAMS["train"]["backbones"][start_name].get("seeds", [PARAMS["train"]["seed"]])]
+    seeds = [str(s) for s in PARAMS["candidates"][start_name]["train"].get("seeds", [PARAMS["train"]["seed"]])]
     assert rows == [(seed, "fine_tune") for seed in seeds]  # per seed: no head phase, one fine-tune epoch
     if len(seeds) > 1:  # the averaged model's test metrics also score each member on its own
-        assert sorted(files[f"metrics/{start_name}.json"]["data"]["members"]) == sorted(f"seed_{s}" for s in seeds)
+        members = files[f"metrics/candidates/{start_name}.json"]["data"]["members"]
+        assert sorted(members) == sorted(f"seed_{s}" for s in seeds)
     assert {"tflite", "tflite_int8", "onnx"} <= set(files["metrics/export.json"]["data"]["formats"])
     assert (project / "reports" / "explain" / "gradcam_with_mask_old.jpg").is_file()
     synthetic = (project / "data" / "augmented" / "augment.csv").read_text()
@@ -114,5 +120,5 @@ def test_end_to_end_repro_then_noop(tmp_path):
         runs = db.execute("select name from runs").fetchall()
         aliases = db.execute("select alias from registered_model_aliases").fetchall()
         params = db.execute("select count(*) from params").fetchone()[0]
-    assert sorted(r[0] for r in runs) == sorted(PARAMS["train"]["backbones"]) and ("champion",) in aliases
+    assert sorted(r[0] for r in runs) == sorted(PARAMS["candidates"]) and ("champion",) in aliases
     assert params > 0

@@ -56,7 +56,8 @@ def test_cli_writes_a_figure_per_class_and_a_summary(tmp_path, capsys):
         assert 0 <= result["mask_map_lower_half_share"] <= 1 and 0 <= result["age_map_lower_half_share"] <= 1
         with Image.open(tmp_path / "out" / f"gradcam_{label}.jpg") as figure:
             assert figure.width > 300 and figure.height > 300
-    assert capsys.readouterr().out.count("explain: ") == 4
+    out = capsys.readouterr().out
+    assert out.count("explain: ") == 5 and "Grad-CAM maps of 8 test images" in out.splitlines()[-1]
 
 
 def test_missing_split_is_reported(tmp_path):
@@ -70,7 +71,7 @@ def test_maps_are_logged_to_mlflow(tmp_path, monkeypatch):
     import mlflow
 
     split = make_split(tmp_path / "split", per_class=2)
-    monkeypatch.chdir(tmp_path)  # no models/<backbone>/mlflow.json here: a new "explain" run is made
+    monkeypatch.chdir(tmp_path)  # no models/candidates/<candidate>/mlflow.json here: a new "explain" run is made
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     previous_uri = mlflow.get_tracking_uri()
     try:

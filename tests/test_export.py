@@ -7,8 +7,8 @@ import pytest
 from facemask import CLASSES, UserError
 from facemask.__main__ import main
 from facemask.export import FILE_NAMES, TOLERANCE, export, export_and_check, parity, predict_all, runner
-from facemask.splits import split_images
 from facemask.images import list_class_images, load_batch
+from facemask.splits import split_images
 from tests.champion_support import IMAGE_SIZE, make_split, tiny_model_file
 from tests.conftest import REAL_DATASET, REAL_WEIGHTS
 
@@ -92,7 +92,8 @@ def test_parity_flags_a_different_top1():
 
 def test_missing_split_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="split.csv"):
-        export_and_check(tiny_model_file(), tmp_path / "nosplit", tmp_path / "out", tmp_path / "m.json")
+        export_and_check(tiny_model_file(), tmp_path / "nosplit", tmp_path / "out", tmp_path / "m.json",
+                         calibration_count=8, seconds=0.1)
 
 
 def test_export_fails_when_a_format_is_outside_tolerance(exported, tmp_path):

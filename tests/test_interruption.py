@@ -39,7 +39,8 @@ def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(tmp_path_fa
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert state["epoch"] < TRAIN["fine_tune_epochs"] and not (project / "models" / BACKBONE / "model.keras").exists()
+    assert state["epoch"] < TRAIN["fine_tune_epochs"]
+    assert not (project / "models" / "candidates" / BACKBONE / "model.keras").exists()
 
     resumed = dvc("repro", TARGET, cwd=project)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]

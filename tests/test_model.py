@@ -14,6 +14,13 @@ def tiny_model():
     return build_classifier("MobileNetV2", 32, None)
 
 
+def _recipe(**settings):
+    """A training recipe with these settings, the rest at their defaults."""
+    from facemask.params import TrainingRecipe
+
+    return TrainingRecipe(seed=1337, patience=5, **settings)
+
+
 def test_raw_images_of_any_size_give_probabilities(tiny_model):
     for shape in [(1, 50, 40, 3), (1, 32, 32, 3), (1, 100, 30, 3)]:
         probabilities = tiny_model.predict(np.full(shape, 127, dtype=np.float32), verbose=0)
@@ -94,12 +101,12 @@ def test_fine_tuning_keeps_pretrained_batchnorm_in_inference_mode():
     from stages.train import fine_tune_model
 
     model = build_classifier("MobileNetV2", 32, None)
-    fine_tune_model(model, {"fine_tune_layers": 20}, pretrained=True, steps=10)
+    fine_tune_model(model, _recipe(fine_tune_layers=20), pretrained=True, steps=10)
     extractor = feature_extractor(model)
     images = np.random.default_rng(3).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(extractor(images, training=True), extractor(images, training=False), atol=1e-5)
     assert any(layer.trainable for layer in backbone_of(model).layers)
-    fine_tune_model(model, {"fine_tune_layers": "all"}, pretrained=False, steps=10)  # from scratch: BN must learn
+    fine_tune_model(model, _recipe(fine_tune_layers="all"), pretrained=False, steps=10)  # from scratch: BN must learn
     batchnorms = [layer for layer in backbone_of(model).layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert batchnorms and all(layer.trainable for layer in batchnorms)
 
@@ -108,14 +115,14 @@ def test_a_cosine_fine_tune_schedule_decays_the_rate_to_zero_over_the_phase():
     from stages.train import fine_tune_model
 
     model = build_classifier("MobileNetV2", 32, None)
-    optimizer = fine_tune_model(model, {"fine_tune_learning_rate": 0.01, "fine_tune_schedule": "cosine"},
+    optimizer = fine_tune_model(model, _recipe(fine_tune_learning_rate=0.01, fine_tune_schedule="cosine"),
                                 pretrained=True, steps=10).optimizer
     rates = []
     for step in (0, 5, 10):
         optimizer.iterations.assign(step)
         rates.append(float(optimizer.learning_rate))
     assert rates == pytest.approx([0.01, 0.005, 0.0], abs=1e-6)
-    constant = fine_tune_model(model, {"fine_tune_learning_rate": 0.01}, pretrained=True, steps=10).optimizer
+    constant = fine_tune_model(model, _recipe(fine_tune_learning_rate=0.01), pretrained=True, steps=10).optimizer
     constant.iterations.assign(10)
     assert float(constant.learning_rate) == pytest.approx(0.01)
 
@@ -131,16 +138,18 @@ def test_label_smoothing_trains_on_one_hot_targets_and_training_keeps_no_images_
     import mlflow
 
     from facemask.checkpoint import Checkpoint
+    from facemask.params import TrainingRecipe
     from stages.train import loss, train_phases
 
-    assert loss({}) == "sparse_categorical_crossentropy"
-    assert loss({"label_smoothing": 0.1}).get_config()["label_smoothing"] == pytest.approx(0.1)
+    recipe = TrainingRecipe(seed=1337, patience=5, epochs=0, fine_tune_epochs=1, fine_tune_layers=5, batch_size=4)
+    assert loss(recipe) == "sparse_categorical_crossentropy"
+    params = recipe.model_copy(update={"label_smoothing": 0.1})
+    assert loss(params).get_config()["label_smoothing"] == pytest.approx(0.1)
     model = build_classifier("MobileNetV2", 32, None)
     rng = np.random.default_rng(0)
     x, y = rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32), np.array([0, 1, 2, 3] * 2)
     images = [x.copy().view(Tracked), y, x, y]  # what fine-tuning trains and validates on
     alive = weakref.ref(images[0])
-    params = {"epochs": 0, "fine_tune_epochs": 1, "fine_tune_layers": 5, "batch_size": 4, "label_smoothing": 0.1}
     monkeypatch.setattr(mlflow, "log_metrics", lambda *args, **kwargs: None)  # no tracking store needed
     rows = train_phases(model, {}, lambda: tuple(images), params, Checkpoint(tmp_path, "test"), pretrained=False)
     assert len(rows) == 1 and np.isfinite(rows[0]["val_loss"])

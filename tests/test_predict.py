@@ -61,7 +61,7 @@ def test_whole_image_prediction_equals_the_evaluate_stage(model, tmp_path):
 
     split = make_split(tmp_path / "split", per_class=2)
     rows = [r for r in read_csv(split / "split.csv") if r["split"] == "test"]
-    evaluated = evaluate(model, rows, split)["predictions"]
+    evaluated = evaluate(model, rows, split, batch_size=32)["predictions"]
     predictor = Predictor(model, detect=False)
     for row, expected in zip(rows, evaluated, strict=True):
         path = split / "test" / row["label"] / row["file"].rsplit("/", 1)[1]
@@ -151,4 +151,4 @@ def test_detector_finds_the_face_in_a_real_masked_photo():
     faces = FaceDetector().detect(rgb)
     assert len(faces) == 1 and faces[0].score > 0.9
     x, y, w, h = faces[0].box
-    assert 0 <= x and 0 <= y and x + w <= rgb.shape[1] and y + h <= rgb.shape[0] and w * h > 0.2 * rgb.size / 3
+    assert x >= 0 and y >= 0 and x + w <= rgb.shape[1] and y + h <= rgb.shape[0] and w * h > 0.2 * rgb.size / 3

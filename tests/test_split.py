@@ -4,8 +4,8 @@ import pytest
 from facemask import CLASSES, UserError
 from facemask.datasets import generate
 from facemask.files import write_csv
-from stages.ingest import ingest
 from facemask.splits import split_images, training_images
+from stages.ingest import ingest
 from stages.split import SPLITS, LeakageError, clusters, fix_leakage, leaking_clusters, split
 
 
@@ -54,7 +54,7 @@ def test_leakage_left_by_the_fix_stops_the_stage_before_writing(tmp_path, monkey
     raw = _raw(dataset, tmp_path, lambda row: row["label"])  # one group per class: it must span splits
     monkeypatch.setattr("stages.split.fix_leakage", lambda rows, assignment: (dict(assignment), 0))
     with pytest.raises(LeakageError, match=r"4 clusters still span splits after fix_leakage"):
-        split(raw, tmp_path / "split", ratio=(0.5, 0.25, 0.25))
+        split(raw, tmp_path / "split", ratio=(0.5, 0.25, 0.25), seed=1337)
     assert not (tmp_path / "split").exists()
 
 
@@ -68,13 +68,13 @@ def test_same_seed_same_split(tiny_dataset, tmp_path):
 def test_ratio_must_add_up(tiny_dataset, tmp_path):
     raw = _raw(tiny_dataset, tmp_path, lambda row: "")
     with pytest.raises(UserError, match="add up to 1"):
-        split(raw, tmp_path / "split", ratio=(0.8, 0.3, 0.1))
+        split(raw, tmp_path / "split", ratio=(0.8, 0.3, 0.1), seed=1337)
 
 
 def test_an_empty_split_is_refused(tiny_dataset, tmp_path):
     raw = _raw(tiny_dataset, tmp_path, lambda row: "")
     with pytest.raises(UserError, match="would be empty"):
-        split(raw, tmp_path / "split", ratio=(0.8, 0.1, 0.1))
+        split(raw, tmp_path / "split", ratio=(0.8, 0.1, 0.1), seed=1337)
 
 
 def test_missing_split_or_training_tables_name_the_stage_to_run(tmp_path):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.bench_video import write_clip
 from facemask import UserError
 from facemask.__main__ import main
 from facemask.detect import make_detector
@@ -21,7 +22,6 @@ from facemask.images import load_rgb
 from facemask.model import load
 from facemask.predict import Predictor
 from facemask.video import load_classifier, run
-from benchmarks.bench_video import write_clip
 from tests.champion_support import StubDetector, tiny_model_file
 from tests.conftest import REAL_DATASET
 
