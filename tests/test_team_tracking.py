@@ -27,9 +27,10 @@ SCRIPT = REPO / "deploy" / "tracking_server.sh"
 CANDIDATES = ("MobileNetV2", "Xception")
 CHAMPION = "models:/facemask@champion"
 
-pytestmark = pytest.mark.skipif(
+# About 5 minutes on 2 cores (the tiny pipeline is 2.5 of them): slow, still part of `make test`.
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (glob.glob("/usr/lib/postgresql/*/bin/initdb") or shutil.which("initdb")) or not shutil.which("curl"),
-    reason="PostgreSQL server binaries (apt-get install -y postgresql) or curl missing; .ci/run installs them")
+    reason="PostgreSQL server binaries (apt-get install -y postgresql) or curl missing; .ci/run installs them")]
 
 
 def free_port() -> int:
