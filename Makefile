@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install run test test-fast lint
+.PHONY: install run test test-fast lint tracking-server tracking-server-stop
 
 $(VENV)/installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,4 +32,10 @@ test-fast: install
 lint: install
 	ruff check .
 	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
-	shellcheck .ci/run
+	shellcheck .ci/run deploy/*.sh
+
+tracking-server: install
+	deploy/tracking_server.sh start
+
+tracking-server-stop:
+	deploy/tracking_server.sh stop
