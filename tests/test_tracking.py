@@ -32,15 +32,17 @@ def closed_port_uri() -> str:
 
 @pytest.fixture
 def server_answering():
-    """Start a local HTTP server answering every GET with `status`; yields a starter returning its URI."""
+    """Local HTTP servers answering every GET with (status, body) unless `Authorization` equals `auth`;
+    yields a starter returning a server's URI."""
     servers = []
 
-    def start(status: int) -> str:
+    def start(status: int, body: bytes = b"{}", auth: str | None = None) -> str:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
-                self.send_response(status)
+                ok = auth is not None and self.headers.get("Authorization") == auth
+                self.send_response(200 if ok else status)
                 self.end_headers()
-                self.wfile.write(b"OK")
+                self.wfile.write(b"{}" if ok else body)
 
             def log_message(self, *args):
                 pass
@@ -112,41 +114,14 @@ def test_a_new_experiment_is_marked_as_model_training_for_the_ui(tmp_path, monke
     assert mlflow.get_experiment_by_name("facemask").tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
 
 
-@pytest.fixture
-def api_answering():
-    """A local server answering every GET with (status, body) unless `Authorization` equals `auth`."""
-    servers = []
-
-    def start(status: int, body: bytes = b"{}", auth: str | None = None) -> str:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                ok = auth is not None and self.headers.get("Authorization") == auth
-                self.send_response(200 if ok else status)
-                self.end_headers()
-                self.wfile.write(b"{}" if ok else body)
-
-            def log_message(self, *args):
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
-def test_a_failing_store_behind_the_server_is_a_clear_error(api_answering):
-    uri = api_answering(500, b'{"error_code": "INTERNAL_ERROR", "message": "connection refused"}')
+def test_a_failing_store_behind_the_server_is_a_clear_error(server_answering):
+    uri = server_answering(500, b'{"error_code": "INTERNAL_ERROR", "message": "connection refused"}')
     with pytest.raises(TrackingError, match="answers but its store does not .*500.*is its database running"):
         check_store(uri)
 
 
-def test_missing_credentials_name_the_variables_and_sent_ones_are_used(api_answering, monkeypatch):
-    uri = api_answering(401, auth="Basic dTpw")  # u:p
+def test_missing_credentials_name_the_variables_and_sent_ones_are_used(server_answering, monkeypatch):
+    uri = server_answering(401, auth="Basic dTpw")  # u:p
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
     with pytest.raises(TrackingError, match="set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"):
@@ -156,8 +131,8 @@ def test_missing_credentials_name_the_variables_and_sent_ones_are_used(api_answe
     check_store(uri)
 
 
-def test_a_reader_account_passes_the_store_check(api_answering):
-    check_store(api_answering(403))
+def test_a_reader_account_passes_the_store_check(server_answering):
+    check_store(server_answering(403))
 
 
 def test_split_digest_is_dvcs_hash_of_the_split(tmp_path):
