@@ -1,6 +1,7 @@
 """MLflow set-up: the embedded SQLite store unless MLFLOW_TRACKING_URI says otherwise."""
 import base64
 import json
+import logging
 import os
 import urllib.error
 import urllib.request
@@ -35,12 +36,19 @@ def connect() -> str:
     after MLflow's minutes of retries (or after training).
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    quiet_mlflow()
     if uri.startswith(("http://", "https://")):
         check_reachable(uri)
         check_store(uri)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def quiet_mlflow() -> None:
+    """Keep MLflow's INFO lines (creating tables, experiments) and its schema hints out of stage output."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
 
 
 def configure() -> str:
