@@ -10,14 +10,14 @@ class UserError(Exception):
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up lines (oneDNN, CPU features, absl) kept off the terminal.
-
-    TensorFlow 2.21 writes them to file descriptor 2 before any log level applies, so stderr is pointed
-    at /dev/null for the import alone. FACEMASK_TF_LOGS=1 shows them again.
+    """Import TensorFlow with its C++ log lines kept off the terminal: the start-up ones (oneDNN, CPU
+    features, absl), which TensorFlow 2.21 writes to file descriptor 2 before any log level applies (so
+    stderr points at /dev/null for the import alone), and later ones below FATAL. FACEMASK_TF_LOGS=1
+    shows them all again.
     """
     if os.environ.get("FACEMASK_TF_LOGS") == "1" or "tensorflow" in sys.modules:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also its spurious per-epoch graph "errors" (E0000 lines)
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
