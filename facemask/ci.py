@@ -131,7 +131,9 @@ def read_best(revision: str | None = None) -> dict | None:
 
 
 def describe(revision: str) -> str:
-    return git("log", "-1", "--format=%h (%s)", revision)
+    """A commit as its short hash and the start of its subject."""
+    short, subject = git("log", "-1", "--format=%h%n%s", revision).split("\n", 1)
+    return f"{short} ({subject[:60]}{'...' if len(subject) > 60 else ''})"
 
 
 def rerun(base: str, overrides: list[str], out: Path, push_outputs: bool, commit: bool) -> int:
