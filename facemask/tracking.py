@@ -35,7 +35,7 @@ def connect() -> str:
     unreachable server, refused credentials or a failing database fail here, in seconds, instead of
     after MLflow's minutes of retries (or after training).
     """
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or embedded_store()[0]
     quiet_mlflow()
     if uri.startswith(("http://", "https://")):
         check_reachable(uri)
@@ -43,6 +43,17 @@ def connect() -> str:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def embedded_store() -> tuple[str, str]:
+    """(tracking URI, artifact location) of the embedded store: mlflow.db and mlruns/ in the project's root.
+
+    The root is DVC_ROOT, which DVC sets for every stage. A queued experiment (`dvc exp run --queue`) runs
+    in a temporary copy of the repo, and DVC points DVC_ROOT at the repo it was queued from: its runs land
+    beside everyone else's instead of vanishing with the copy. Run by hand: the working directory.
+    """
+    root = Path(os.environ.get("DVC_ROOT") or ".").resolve()
+    return f"sqlite:///{root / 'mlflow.db'}", (root / "mlruns").as_uri()
 
 
 def quiet_mlflow() -> None:
@@ -54,7 +65,10 @@ def quiet_mlflow() -> None:
 def configure() -> str:
     """connect(), then select the experiment (created on first use, marked as model training for the UI)."""
     uri = connect()
-    experiment = mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT))
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+    if uri == embedded_store()[0] and mlflow.get_experiment_by_name(name) is None:
+        mlflow.create_experiment(name, artifact_location=embedded_store()[1])  # not in a queued run's copy
+    experiment = mlflow.set_experiment(name)
     if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
         mlflow.set_experiment_tag(EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
     return uri

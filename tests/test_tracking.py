@@ -89,11 +89,29 @@ def test_any_http_answer_counts_as_reachable(server_answering, status):
     check_reachable(server_answering(status))
 
 
-def test_unset_means_the_embedded_store_with_no_network_check(monkeypatch, mlflow_calls):
+def test_unset_means_the_embedded_store_with_no_network_check(monkeypatch, tmp_path):
+    import mlflow
+
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(tracking, "check_reachable", lambda uri: pytest.fail("checked a local store"))
-    assert configure() == DEFAULT_TRACKING_URI
-    assert mlflow_calls == [("uri", DEFAULT_TRACKING_URI), ("experiment", "facemask")]
+    assert configure() == f"sqlite:///{tmp_path}/mlflow.db"
+    assert mlflow.get_experiment_by_name("facemask").artifact_location == (tmp_path / "mlruns").as_uri()
+
+
+def test_a_queued_experiment_logs_into_the_repo_it_was_queued_from(monkeypatch, tmp_path):
+    """`dvc exp run --queue` runs in a temporary copy; DVC_ROOT names the real repo: runs and artifacts go there."""
+    import mlflow
+
+    repo, copy = tmp_path / "repo", tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpcopy"
+    copy.mkdir(parents=True)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(repo))
+    monkeypatch.chdir(copy)
+    assert configure() == f"sqlite:///{repo}/mlflow.db"
+    assert mlflow.get_experiment_by_name("facemask").artifact_location == (repo / "mlruns").as_uri()
+    assert (repo / "mlflow.db").is_file() and not (copy / "mlflow.db").exists()
 
 
 def test_train_stage_stops_before_any_training_when_the_server_is_unreachable(closed_port_uri, tmp_path):
