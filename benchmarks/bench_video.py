@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 from facemask.detect import DETECTORS, BlazeFaceDetector, FaceDetector, crop, make_detector
 from facemask.images import load_rgb, resize_batch
 

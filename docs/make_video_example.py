@@ -9,14 +9,11 @@ saved. Without a trained --model an untrained MobileNetV2 stands in, and the pic
 after `dvc repro` for real labels.
 """
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import cv2
 from PIL import Image, ImageDraw
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_video import write_clip
 from facemask.detect import make_detector
