@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 from PIL import Image, ImageDraw
 
-from benchmarks.bench_video import write_clip
+from facemask.datasets import write_clip
 from facemask.detect import make_detector
 from facemask.export import keras_runner
 from facemask.images import load_rgb

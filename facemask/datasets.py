@@ -1,4 +1,5 @@
-"""Small datasets for smoke runs and tests: a stratified subsample of a real one, or generated images.
+"""Small datasets for smoke runs and tests: a stratified subsample of a real one, generated images, or a
+generated video clip of moving faces (benchmarks/bench_video.py, docs/make_video_example.py).
 
     python -m facemask.datasets subsample SOURCE DEST --per-class 24
     python -m facemask.datasets generate DEST --per-class 24
@@ -67,6 +68,62 @@ def generate(dest: Path, per_class: int, size: int = 48, seed: int = 0) -> int:
             suffix = ".png" if i % 2 else ".jpg"
             image.save(folder / f"{label}_{i:03d}{suffix}")
     return per_class * len(CLASSES)
+
+
+
+FRAME_SIZE = (640, 480)
+
+
+def clip_frames(photos: list[np.ndarray], count: int, size=FRAME_SIZE, seed: int = 0, face_height=(150, 200)):
+    """`count` RGB frames of `size` (width, height) on a smooth background, each with the (x, y, w, h)
+    box of every face in it: face k of n enters at frame k*count/(n+1) and stays, moving and bouncing
+    inside its own vertical lane (a k-th of the width, so faces never overlap), so the first part of
+    the clip has one face and the last part all of them."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    ramp_x, ramp_y = np.linspace(40, 200, width), np.linspace(60, 180, height)
+    background = np.stack([ramp_x[None, :] + 0 * ramp_y[:, None], ramp_y[:, None] + 0 * ramp_x[None, :],
+                           (ramp_x[None, :] + ramp_y[:, None]) / 2], axis=-1).astype(np.uint8)
+    faces = []
+    for k, photo in enumerate(photos):
+        h = int(rng.integers(*face_height))
+        w = max(1, round(photo.shape[1] * h / photo.shape[0]))
+        small = np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.BILINEAR))
+        lane = (k * width // len(photos), max((k + 1) * width // len(photos) - w, k * width // len(photos)))
+        position = np.array([rng.uniform(*lane), rng.uniform(0, height - h)])
+        velocity = rng.uniform(2, 5, 2) * rng.choice([-1, 1], 2)
+        faces.append({"image": small, "position": position, "velocity": velocity, "lane": lane,
+                      "start": k * count // (len(photos) + 1) if k else 0})
+    for index in range(count):
+        frame, boxes = background.copy(), []
+        for face in faces:
+            if index < face["start"]:
+                continue
+            h, w = face["image"].shape[:2]
+            for axis, (low, high) in ((0, face["lane"]), (1, (0, height - h))):
+                face["position"][axis] += face["velocity"][axis]
+                if not low <= face["position"][axis] <= high:
+                    face["velocity"][axis] *= -1
+                    face["position"][axis] = min(max(face["position"][axis], low), high)
+            x, y = (round(v) for v in face["position"])
+            frame[y:y + h, x:x + w] = face["image"]
+            boxes.append((x, y, w, h))
+        yield frame, boxes
+
+
+def write_clip(path: Path, photos: list[np.ndarray], count: int, size=FRAME_SIZE, fps: float = 15.0, seed: int = 0,
+               face_height=(150, 200)):
+    """Write clip_frames(...) as a video file (.mp4 or .avi); returns the true boxes of each frame."""
+    import cv2
+
+    codec = "MJPG" if Path(path).suffix == ".avi" else "mp4v"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
+    truth = []
+    for frame, boxes in clip_frames(photos, count, size, seed, face_height):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        truth.append(boxes)
+    writer.release()
+    return truth
 
 
 def _refuse_existing(dest: Path) -> None:
