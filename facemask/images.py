@@ -1,4 +1,5 @@
 """Load any image file as RGB uint8, and resize it the way the model does."""
+import base64
 from pathlib import Path
 
 import keras
@@ -42,6 +43,11 @@ def load_rgb(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         raise ImageError(f"{path}: refused without decoding it ({err})") from None
     except Exception as err:  # any failure inside a decoder on an untrusted file means "unreadable"
         raise ImageError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
+
+
+def base64_bytes(text: str) -> bytes:
+    """The bytes of a base64 string or a data: URL; binascii.Error (a ValueError) when it is not valid base64."""
+    return base64.b64decode(text.partition(",")[2] if text.startswith("data:") else text, validate=True)
 
 
 def content_format(path) -> str:

@@ -2,7 +2,6 @@
 that `mlflow models serve` runs, and rolling the champion alias back to an earlier version."""
 import atexit
 import base64
-import binascii
 import io
 import shutil
 import tempfile
@@ -17,7 +16,7 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from PIL import Image
 
 from facemask import UserError
-from facemask.images import ImageError, load_rgb
+from facemask.images import ImageError, base64_bytes, load_rgb
 from facemask.serve import Upload
 from facemask.tracking import connect
 
@@ -33,8 +32,8 @@ SIGNATURE = ModelSignature(
 def decode_image(text: str, name: str):
     """The RGB array of a base64 image (a data: URL works too); ImageError names `name` when it is not one."""
     try:
-        data = base64.b64decode(text.partition(",")[2] if text.startswith("data:") else text, validate=True)
-    except (binascii.Error, ValueError) as err:
+        data = base64_bytes(text)
+    except ValueError as err:
         raise ImageError(f"{name}: image is not valid base64 ({err})") from None
     return load_rgb(Upload(data, name))
 

@@ -7,8 +7,6 @@ POST /predict  -> 200 {"faces": [records exactly as `python -m facemask predict 
   whole image when no face is found. Errors are JSON {"error": ...}: 400 bad image/base64/JSON,
   404, 405, 411 no Content-Length, 413 over --max-bytes, 415 other content types, 500 a server fault.
 """
-import base64
-import binascii
 import io
 import json
 import socket
@@ -23,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from facemask import CLASSES, UserError
-from facemask.images import ImageError, load_rgb
+from facemask.images import ImageError, base64_bytes, load_rgb
 from facemask.predict import Predictor
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -171,12 +169,9 @@ def _from_json(body: bytes) -> tuple[bytes, str]:
         raise BadRequest(HTTPStatus.BAD_REQUEST, f"body is not valid JSON ({err})") from None
     if not isinstance(request, dict) or not isinstance(request.get("image"), str):
         raise BadRequest(HTTPStatus.BAD_REQUEST, 'JSON body needs {"image": "<base64>"}')
-    text = request["image"]
-    if text.startswith("data:"):
-        text = text.partition(",")[2]
     try:
-        return base64.b64decode(text, validate=True), str(request.get("filename") or "upload")
-    except binascii.Error as err:
+        return base64_bytes(request["image"]), str(request.get("filename") or "upload")
+    except ValueError as err:
         raise BadRequest(HTTPStatus.BAD_REQUEST, f"image is not valid base64 ({err})") from None
 
 
