@@ -75,8 +75,7 @@ def check_remote() -> str:
     """A line naming the default remote; RemoteUnavailable when it cannot be read."""
     name, url = default_remote()
     if "://" not in url:
-        folder = (Path(".dvc") / Path(url).expanduser()).resolve() if not Path(url).expanduser().is_absolute() \
-            else Path(url).expanduser()
+        folder = Path(url).expanduser()  # `dvc config` gives a local remote's path already resolved
         if not folder.is_dir():
             raise RemoteUnavailable(f"remote unavailable: {name} ({url}) is not a folder here; create it "
                                     f"(mkdir -p {folder}) or point it elsewhere: dvc remote modify --local {name} url ...")

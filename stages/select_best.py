@@ -21,6 +21,7 @@ from facemask import UserError
 from facemask.files import read_json, write_json
 from facemask.outputs import BEST_DIR, CANDIDATE_METRICS, model_dir, test_metrics, val_metrics
 from facemask.params import load_params
+from facemask.registry import CHAMPION
 from facemask.stage import require, run
 from facemask.tracking import configure, log_model, run_tags
 
@@ -93,7 +94,7 @@ def register(winner: str, model_name: str) -> str:
     version = mlflow.register_model(model_uri, model_name).version
     client = MlflowClient()
     try:
-        client.set_registered_model_alias(model_name, "champion", version)
+        client.set_registered_model_alias(model_name, CHAMPION, version)
     except mlflow.exceptions.MlflowException:
         with contextlib.suppress(mlflow.exceptions.MlflowException):  # no version left behind that is not champion
             client.delete_model_version(model_name, version)
@@ -116,7 +117,7 @@ def main() -> None:
     write_json(BEST_DIR / "champion.json", {"candidate": winner, **record})
     if choice["value"] >= params.threshold:
         version = register(winner, params.model_name)
-        result["registered"] = {"name": params.model_name, "version": version, "alias": "champion"}
+        result["registered"] = {"name": params.model_name, "version": version, "alias": CHAMPION}
     else:
         result["registered"] = None
         result["why"] += f"; not registered: {choice['value']:.4f} < select.threshold={params.threshold}"
