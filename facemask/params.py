@@ -127,9 +127,14 @@ class Features(Section):
     seed: Seed = 1337
 
 
+DISTRIBUTE = Annotated[Literal["none", "mirrored"], Field(
+    description="one of: none, mirrored (tf.distribute.MirroredStrategy over the visible GPUs)")]
+
+
 class Train(Section):
     seed: Seed = 1337
     patience: Whole(1) = 5
+    distribute: DISTRIBUTE = "none"
 
 
 class Recipe(Section):
@@ -233,15 +238,16 @@ class Params(Section):
         return self.candidates[name]
 
     def recipe(self, name: str) -> "TrainingRecipe":
-        """Candidate `name`'s training recipe, with train.seed and train.patience beside it."""
+        """Candidate `name`'s training recipe, with the shared train settings (seed, patience, distribute) beside it."""
         return TrainingRecipe(**self.candidate(name).train.model_dump(), seed=self.train.seed,
-                              patience=self.train.patience)
+                              patience=self.train.patience, distribute=self.train.distribute)
 
 
 class TrainingRecipe(Recipe):
     """A candidate's Recipe plus the shared train settings: all that one training run reads."""
     seed: Seed
     patience: Whole(1)
+    distribute: DISTRIBUTE = "none"
 
 
 def problems(raw: dict) -> list[str]:
