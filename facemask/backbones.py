@@ -6,6 +6,7 @@ from pathlib import Path
 import keras
 
 from facemask import UserError
+from facemask.project import project_path
 
 
 class WeightsUnavailable(UserError):
@@ -82,7 +83,7 @@ def resolve_weights(name: str, weights: str, weights_dir) -> str | None:
         return str(path)
     if weights_dir:
         for file_name in (backbone.keras_file, *backbone.local_names):
-            candidate = Path(weights_dir) / file_name
+            candidate = project_path(weights_dir) / file_name  # from the project root, as in a queued run
             if candidate.is_file():
                 return str(candidate)
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import yaml
 
-from facemask import UserError
+from facemask import UserError, project
 from facemask.outputs import CANDIDATE_MODELS
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -48,11 +48,10 @@ def connect() -> str:
 def embedded_store() -> tuple[str, str]:
     """(tracking URI, artifact location) of the embedded store: mlflow.db and mlruns/ in the project's root.
 
-    The root is DVC_ROOT, which DVC sets for every stage. A queued experiment (`dvc exp run --queue`) runs
-    in a temporary copy of the repo, and DVC points DVC_ROOT at the repo it was queued from: its runs land
-    beside everyone else's instead of vanishing with the copy. Run by hand: the working directory.
+    A queued experiment (`dvc exp run --queue`) runs in a temporary copy of the repo; project.root() is the
+    repo it was queued from, so its runs land beside everyone else's instead of vanishing with the copy.
     """
-    root = Path(os.environ.get("DVC_ROOT") or ".").resolve()
+    root = project.root()
     return f"sqlite:///{root / 'mlflow.db'}", (root / "mlruns").as_uri()
 
 

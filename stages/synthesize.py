@@ -18,6 +18,7 @@ from facemask.images import IMAGE_SUFFIXES, load_rgb
 from facemask.masks import draw_mask
 from facemask.params import load_params
 from facemask.progress import bar
+from facemask.project import project_path
 from facemask.splits import image_path, split_rows
 from facemask.stage import run
 
@@ -46,7 +47,7 @@ def main() -> None:
     params = load_params().synthesize
     old_faces = []
     if params.old_from_pool > 0:
-        pool = Path(params.pool)
+        pool = project_path(params.pool)  # from the project root, also in a queued experiment's copy
         if not pool.is_dir():
             raise UserError(f"synthesize.pool={pool} is not a folder of aligned older faces; "
                             "point it at one or set synthesize.old_from_pool: 0")
