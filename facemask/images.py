@@ -105,6 +105,20 @@ def load_batch(paths, image_size: int, view: str | None = None, desc: str | None
                         desc=desc)
 
 
+class ImageFiles:
+    """Image files read a batch at a time: `files[rows]` decodes and resizes just those rows (as load_batch
+    does), so a training set needs memory for the batches in flight, not for every image."""
+
+    def __init__(self, paths, image_size: int):
+        self.paths, self.image_size = np.asarray(paths, dtype=object), image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return load_batch(self.paths[rows], self.image_size)
+
+
 def list_class_images(root: Path, classes) -> list[tuple[Path, str]]:
     """Every image file under root/<class>/, sorted, as (path, class) pairs."""
     pairs = []

@@ -3,9 +3,11 @@
 Phase 1 trains dropout + softmax on the frozen backbone's cached features (seconds; epochs: 0 skips
 it, so phase 2 starts from the untrained head, which validated better for MobileNetV2). Phase 2, when
 fine_tune_epochs > 0, unfreezes the top `fine_tune_layers` backbone layers ("all" for every layer,
-the only sensible choice without pretrained weights) and trains on the images at a low learning rate.
-Pretrained BatchNorm stays in inference mode. With `seeds: [a, b, ...]` the candidate is that many
-models, trained alike but for the seed, and the saved model averages their probabilities.
+the only sensible choice without pretrained weights) and trains on the images at a low learning rate,
+streamed from disk a batch at a time (memory stays flat as the data grows). Pretrained BatchNorm stays in
+inference mode. `train.distribute: mirrored` trains on every visible GPU (facemask/distribute.py). With
+`seeds: [a, b, ...]` the candidate is that many models, trained alike but for the seed, and the saved
+model averages their probabilities.
 Writes models/candidates/<candidate>/{model.keras, mlflow.json}, metrics/candidates/<candidate>_val.json
 and plots/<candidate>/history.csv; logs one MLflow run.
 
@@ -29,9 +31,10 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from facemask import CLASSES
 from facemask.checkpoint import Checkpoint, fingerprint
+from facemask.distribute import training_strategy
 from facemask.evaluation import classification_metrics, member_scores, reframed_scores
 from facemask.files import read_json, write_csv, write_json
-from facemask.images import load_batch
+from facemask.images import ImageFiles, load_batch
 from facemask.model import average, head, load, predict_labels
 from facemask.outputs import model_dir, val_metrics
 from facemask.params import TrainingRecipe, load_params
@@ -42,16 +45,21 @@ from facemask.tracking import configure, log_model, log_split_dataset, start_run
 
 FEATURES_ROOT = Path("data/features")
 CHECKPOINT_ROOT = Path(".checkpoints")
+LOADERS = 2  # threads that decode training images ahead of the model (one per core here)
 # The code a checkpoint depends on (as this stage's deps in dvc.yaml): an edit to any starts over.
 CODE = [Path(__file__)] + [Path(__file__).parents[1] / "facemask" / f"{name}.py"
-                           for name in ("model", "images", "splits", "evaluation")]
+                           for name in ("model", "images", "splits", "evaluation", "distribute")]
 
 
 class Batches(keras.utils.PyDataset):
-    """(x, targets, sample weight) batches in an order that depends only on (seed, epoch): resumable."""
+    """(x, targets, sample weight) batches in an order that depends only on (seed, epoch): resumable.
 
-    def __init__(self, x: np.ndarray, targets: np.ndarray, weights: np.ndarray, batch_size: int, seed: int):
-        super().__init__()
+    `x` is an array (cached features) or ImageFiles, streamed from disk: LOADERS threads decode the next
+    batches while the model trains on this one, and batches arrive in order, so training is the same.
+    """
+
+    def __init__(self, x: np.ndarray | ImageFiles, targets: np.ndarray, weights: np.ndarray, batch_size: int, seed: int):
+        super().__init__(workers=LOADERS)
         self.x, self.targets, self.weights, self.batch_size, self.seed = x, targets, weights, batch_size, seed
         self.order = np.arange(len(targets))
 
@@ -68,8 +76,7 @@ class Batches(keras.utils.PyDataset):
     def release(self) -> None:
         """Drop the arrays once training is over (fit() does). TensorFlow's from_generator registry keeps
         every dataset Keras's fit() was given alive, even after keras.utils.clear_session(): without this,
-        cross-validation held one more copy of the training images per fold (2.8 GB) until it ran out of
-        memory."""
+        cross-validation held one more copy of its training arrays per fold until it ran out of memory."""
         self.x = self.targets = self.weights = None
 
 
@@ -99,7 +106,7 @@ def loss(params: TrainingRecipe):
     return "sparse_categorical_crossentropy"
 
 
-def batches(x: np.ndarray, y: np.ndarray, params: TrainingRecipe) -> Batches:
+def batches(x: np.ndarray | ImageFiles, y: np.ndarray, params: TrainingRecipe) -> Batches:
     """Training batches with each sample weighted by its class weight (as Keras's class_weight does)."""
     weights = class_weights(y, params.class_weight)
     sample_weights = np.array([weights[int(label)] for label in y] if weights else np.ones(len(y)), np.float32)
@@ -179,11 +186,11 @@ def fit(model: keras.Model, data: Batches, validation: tuple, epochs: int, patie
 
 @functools.cache
 def fine_tune_data(image_size: int) -> tuple:
-    """(train images, train labels, val images, val labels) at `image_size`, decoded once per process."""
+    """(train images, train labels, val images, val labels) at `image_size`: the training images streamed
+    from disk (ImageFiles), the validation images decoded once per process."""
     train_paths, train_y = training_images()
     val_paths, val_y = split_images("val")
-    return (load_batch(train_paths, image_size, desc="train images"), train_y,
-            load_batch(val_paths, image_size, desc="val images"), val_y)
+    return ImageFiles(train_paths, image_size), train_y, load_batch(val_paths, image_size, desc="val images"), val_y
 
 
 def train_phases(model: keras.Model, features: dict, images: Callable[[], tuple], params: TrainingRecipe,
@@ -215,18 +222,20 @@ def train_members(candidate: str, params: TrainingRecipe,
     returns (feature meta, {seed: model}, history rows of all, numbered on across members, {seed: training
     seconds}, the seconds of a resumed member counted from its resume)."""
     models, rows, seconds = {}, [], {}
+    strategy = training_strategy(params.distribute)
     for seed in member_seeds(params):
         member_params, checkpoint = params.model_copy(update={"seed": seed}), checkpoints[seed]
-        meta, features, model = untrained(candidate, member_params)
-        if checkpoint.state.get("phase") == "done":
-            model.set_weights(checkpoint.arrays("model"))
-        else:
-            started, before = time.perf_counter(), len(rows)
-            rows = train_phases(model, features, functools.partial(fine_tune_data, meta["image_size"]), member_params,
-                                checkpoint, meta["weights"] != "none", rows)
-            rows[before:] = [{"epoch": row["epoch"], "seed": seed, **row} for row in rows[before:]]
-            checkpoint.save({**checkpoint.state, "phase": "done", "rows": rows,
-                             "seconds": time.perf_counter() - started}, model=model.get_weights())
+        with strategy.scope():  # the model and its optimizer are made on the strategy's devices
+            meta, features, model = untrained(candidate, member_params)
+            if checkpoint.state.get("phase") == "done":
+                model.set_weights(checkpoint.arrays("model"))
+            else:
+                started, before = time.perf_counter(), len(rows)
+                rows = train_phases(model, features, functools.partial(fine_tune_data, meta["image_size"]),
+                                    member_params, checkpoint, meta["weights"] != "none", rows)
+                rows[before:] = [{"epoch": row["epoch"], "seed": seed, **row} for row in rows[before:]]
+                checkpoint.save({**checkpoint.state, "phase": "done", "rows": rows,
+                                 "seconds": time.perf_counter() - started}, model=model.get_weights())
         models[seed], rows, seconds[seed] = model, checkpoint.state["rows"], checkpoint.state["seconds"]
     return meta, models, rows, seconds
 
