@@ -87,7 +87,7 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
     from facemask import CLASSES
     from facemask.checkpoint import fingerprint
     from facemask.files import read_json
-    from facemask.images import load_batch
+    from facemask.images import ImageFiles, load_batch
     from facemask.params import TrainingRecipe, load_params
     from facemask.splits import AUGMENTED_DIR, SPLIT_DIR, image_path
     from stages.train import CODE, FEATURES_ROOT, fine_tune_data
@@ -113,7 +113,8 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
                         train_x, train_y, val_x, val_y = fine_tune_data(size)
                         photos = load_batch([image_path(r) for r in rows], size)
                     keep = image_fold != k
-                    out = train_and_predict(backbone, params, (train_x[keep], train_y[keep], val_x, val_y), keep,
+                    fold_images = (ImageFiles(train_x.paths[keep], size), train_y[keep], val_x, val_y)  # streamed
+                    out = train_and_predict(backbone, params, fold_images, keep,
                                             photos[fold == k])
                     keras.utils.clear_session(free_memory=True)  # each fold's model and graphs, or memory grows
                     gc.collect()
