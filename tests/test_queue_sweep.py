@@ -1,0 +1,103 @@
+"""A sweep on DVC's queue, end to end: a two-value grid queued with `dvc exp run --queue -S`, run by
+`dvc queue start`. Each run happens in a temporary copy of the repo (.dvc/tmp/exps/tmpXXXX), so this
+checks what would be lost with it: the DVC-tracked dataset must be checked out there, a relative path to
+data outside the repo (synthesize.pool, ../pool) must still be found, and the MLflow runs must land in
+the original repo's embedded store, tagged with their experiment's name."""
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from facemask.datasets import generate
+from tests.conftest import REPO
+from tests.test_ci_rerun import dvc, sh
+from tests.test_dvc_pipeline import _tiny_params
+
+pytestmark = pytest.mark.slow
+CANDIDATE, DROPOUTS = "Tiny", (0.2, 0.5)
+QUEUE_TIMEOUT_S = 600
+
+
+def tiny_project(root: Path) -> Path:
+    """A git + DVC repo with one tiny candidate, its dataset DVC-tracked and a face pool beside it (../pool)."""
+    project = root / "project"
+    sh("git", "init", "-q", str(project), cwd=root)
+    for name in ("dvc.yaml", "stages", "facemask"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, project / name)
+    params = _tiny_params()
+    params["candidates"] = {CANDIDATE: {"backbones": ["MobileNetV2"], "image_size": 32, "weights": "none", "train": {
+        "epochs": 1, "fine_tune_epochs": 0, "batch_size": 16, "learning_rate": 0.01, "dropout": 0.3}}}
+    params["synthesize"].update(pool="../pool", old_from_pool=2, young_from_train=0)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (project / ".gitignore").write_text("mlflow.db\nmlruns/\n__pycache__/\n")
+    generate(project / "dataset", per_class=12, size=40)  # the fewest that leave val and test a photo per class
+    generate(root / "pool" / "images", per_class=1, size=40)
+    dvc("init", "-q", cwd=project)
+    dvc("add", "-q", "dataset", cwd=project)
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "commit", "-q", "-m", "tiny project", cwd=project)
+    return project
+
+
+def wait_for_queue(project: Path) -> str:
+    """Poll `dvc queue status` until nothing is queued or running; return its last answer."""
+    deadline = time.monotonic() + QUEUE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        status = dvc("queue", "status", cwd=project).stdout
+        if not any(state in status for state in (" Queued", " Running")):
+            return status
+        time.sleep(3)
+    pytest.fail(f"the queue did not finish in {QUEUE_TIMEOUT_S} s:\n{status}")
+
+
+def experiments(project: Path) -> dict:
+    """{experiment name: its data in `dvc exp show --json`} for the experiments on the baseline commit."""
+    shown = json.loads(dvc("exp", "show", "--json", cwd=project).stdout)
+    return {revs["revs"][0]["name"]: revs["revs"][0]["data"]
+            for baseline in shown for revs in baseline.get("experiments") or []}
+
+
+def mlflow_runs(project: Path) -> dict:
+    """{dvc_experiment tag: its run} of the runs in the project's embedded store."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("facemask").experiment_id])
+    return {run.data.tags["dvc_experiment"]: run for run in runs}
+
+
+def test_a_queued_grid_runs_in_temporary_copies_and_is_recorded_in_the_repo(tmp_path):
+    project = tiny_project(tmp_path)
+    grid = ",".join(map(str, DROPOUTS))
+    dvc("exp", "run", "--queue", "-S", f"candidates.{CANDIDATE}.train.dropout={grid}", f"train@{CANDIDATE}",
+        cwd=project)
+
+    started = time.monotonic()
+    dvc("queue", "start", "--jobs", "1", cwd=project)
+    status = wait_for_queue(project)
+    print(f"two queued experiments finished in {time.monotonic() - started:.0f} s")
+
+    found = experiments(project)
+    logs = "".join(dvc("queue", "logs", name, cwd=project, check=False).stdout[-3000:] for name in found)
+    assert len(found) == 2 and status.count(" Success") == 2, status + logs
+    dropouts = {name: data["params"]["params.yaml"]["data"]["candidates"][CANDIDATE]["train"]["dropout"]
+                for name, data in found.items()}
+    assert sorted(dropouts.values()) == sorted(DROPOUTS)
+    for data in found.values():
+        assert 0 <= data["metrics"][f"metrics/candidates/{CANDIDATE}_val.json"]["data"]["val"]["macro_f1"] <= 1
+        assert data["outs"]["data/synthetic"]["nfiles"] == 3  # the pool's two faces (../pool) and synthetic.csv
+
+    runs = mlflow_runs(project)
+    assert set(found) <= set(runs), {name: run.data.tags for name, run in runs.items()}
+    for name, dropout in dropouts.items():
+        run = runs[name]
+        assert run.data.tags["stage"] == "train" and float(run.data.params["dropout"]) == dropout
+        assert "val_macro_f1" in run.data.metrics
+        assert run.info.artifact_uri.startswith((project / "mlruns").as_uri())
