@@ -3,8 +3,15 @@
 The backbone (keras.applications, include_top=False, weights per params) is frozen, so its pooled
 output for an image never changes: computing it once here lets train fit the head in seconds.
 A candidate with several `backbones` is an ensemble: one model whose head sees their pooled
-features side by side. Writes data/features/<candidate>/{base.keras, features.npz, meta.json}.
+features side by side. Writes data/features/<candidate>/{base.keras, meta.json}, and features.npz
+when the candidate trains a head on them (`epochs` > 0; one that only fine-tunes reads images).
+
+Each backbone's features are computed once per (backbone, image size, weights, images) and kept in
+data/features/shared/: the Ensemble reuses what features@Xception computed, or the other way round
+(the same numbers to the last bit: each backbone's branch of the ensemble is the same computation).
 """
+import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -12,15 +19,16 @@ import keras
 import numpy as np
 
 from facemask.backbones import resolve_weights
-from facemask.files import write_json
+from facemask.files import md5sum, write_json
 from facemask.images import load_batch
-from facemask.model import build_ensemble, feature_extractor
+from facemask.model import FEATURES_LAYER, build_ensemble
 from facemask.params import load_params
 from facemask.progress import bar
 from facemask.splits import split_images, training_images
 from facemask.stage import candidate_arg, run
 
 OUT_ROOT = Path("data/features")
+SHARED = OUT_ROOT / "shared"  # one file per (backbone, image size): the latest weights and images only
 CHUNK = 256  # images decoded at a time, to bound memory
 
 
@@ -34,6 +42,46 @@ def extract(extractor: keras.Model, paths: list, image_size: int, batch_size: in
     return np.concatenate(chunks).astype(np.float32)
 
 
+def pooled_layers(backbones: list[str]) -> dict[str, str]:
+    """{backbone name: the layer that pools its features} in a model from build_ensemble."""
+    return {backbones[0]: FEATURES_LAYER} if len(backbones) == 1 else {name: f"{name}_pool" for name in backbones}
+
+
+def backbone_digest(model: keras.Model, layer: str) -> str:
+    """A digest of the initial weights (pretrained or seeded) of the backbone that `layer` pools."""
+    digest = hashlib.md5()
+    for weights in model.get_layer(layer).input._keras_history.operation.get_weights():
+        digest.update(weights.tobytes())
+    return digest.hexdigest()
+
+
+def images_digest(paths: list) -> str:
+    """A digest of the image files, in order."""
+    return hashlib.md5("".join(f"{path}:{md5sum(path)}\n" for path in paths).encode()).hexdigest()
+
+
+def shared_features(model: keras.Model, backbone: str, layer: str, image_size: int, splits: dict,
+                    batch_size: int) -> dict[str, np.ndarray]:
+    """{split: pooled features of `backbone`} for splits = {name: paths}: read from SHARED when the same
+    backbone weights, size and images were computed before, else computed and stored there."""
+    key = hashlib.md5(f"{backbone_digest(model, layer)} {image_size} "
+                      f"{images_digest([p for paths in splits.values() for p in paths])}".encode()).hexdigest()
+    cached = SHARED / f"{backbone}_{image_size}px.npz"
+    if cached.is_file():
+        with np.load(cached, allow_pickle=False) as saved:
+            if str(saved["key"]) == key:
+                print(f"features: {backbone} at {image_size}px computed before for these images; reused ({cached})")
+                return {split: saved[split] for split in splits}
+    extractor = keras.Model(model.inputs, model.get_layer(layer).output)
+    features = {split: extract(extractor, paths, image_size, batch_size, f"features {backbone} {split}")
+                for split, paths in splits.items()}
+    SHARED.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(cached.stem + ".tmp.npz")
+    np.savez(tmp, key=np.array(key), **features)
+    os.replace(tmp, cached)
+    return features
+
+
 def main() -> None:
     name = candidate_arg("features")
     params = load_params()
@@ -42,25 +90,26 @@ def main() -> None:
     members = {backbone: resolve_weights(backbone, weights, settings.weights_dir) for backbone in candidate.backbones}
     keras.utils.set_random_seed(settings.seed)
     model = build_ensemble(members, image_size, name=f"facemask_{name}")
-    extractor = feature_extractor(model)
     out_dir = OUT_ROOT / name
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     train_paths, train_y = training_images()
     val_paths, val_y = split_images("val")
-    train_x = extract(extractor, train_paths, image_size, settings.batch_size, f"features@{name} train")
-    val_x = extract(extractor, val_paths, image_size, settings.batch_size, f"features@{name} val")
+    if candidate.train.epochs > 0:
+        parts = [shared_features(model, backbone, layer, image_size, {"train_x": train_paths, "val_x": val_paths},
+                                 settings.batch_size) for backbone, layer in pooled_layers(candidate.backbones).items()]
+        np.savez(out_dir / "features.npz", train_y=train_y, val_y=val_y,
+                 **{split: np.concatenate([part[split] for part in parts], axis=1) for split in ("train_x", "val_x")})
     seconds = time.perf_counter() - started
-    np.savez(out_dir / "features.npz", train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y)
     model.save(out_dir / "base.keras")
     write_json(out_dir / "meta.json", {
         "candidate": name, "image_size": image_size, "weights": weights,
         "members": {name: Path(file).name if file else None for name, file in members.items()},
         "images": len(train_paths) + len(val_paths), "seconds": round(seconds, 1),
-        "images_per_second": round((len(train_paths) + len(val_paths)) / seconds, 1),
     })
-    print(f"features@{name}: {len(train_paths)} train + {len(val_paths)} val images at {image_size}px "
-          f"(weights: {weights}) in {seconds:.0f}s")
+    what = f"{len(train_paths)} train + {len(val_paths)} val images" if candidate.train.epochs > 0 else \
+        "no feature cache (epochs: 0, the candidate fine-tunes on images)"
+    print(f"features@{name}: {what} at {image_size}px (weights: {weights}) in {seconds:.0f}s")
 
 
 if __name__ == "__main__":

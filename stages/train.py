@@ -254,7 +254,8 @@ def untrained(candidate: str, params: TrainingRecipe) -> tuple[dict, dict, keras
     tf.config.experimental.enable_op_determinism()
     feature_dir = FEATURES_ROOT / candidate
     meta = read_json(require(feature_dir / "meta.json", f"features@{candidate}"))
-    features = dict(np.load(feature_dir / "features.npz"))
+    cache = feature_dir / "features.npz"  # none for a candidate that only fine-tunes (epochs: 0)
+    features = dict(np.load(cache)) if cache.is_file() else {}
     model = load(feature_dir / "base.keras")
     model.get_layer("dropout").rate = params.dropout
     return meta, features, model
@@ -273,7 +274,8 @@ def main() -> None:
     configure()  # an unreachable tracking server fails here, before any training
     feature_dir = FEATURES_ROOT / candidate
     meta = read_json(require(feature_dir / "meta.json", f"features@{candidate}"))
-    checkpoints = checkpoints_for(candidate, params, [feature_dir / "features.npz", feature_dir / "base.keras"])
+    inputs = [path for path in (feature_dir / "features.npz", feature_dir / "base.keras") if path.is_file()]
+    checkpoints = checkpoints_for(candidate, params, inputs)
     for seed, checkpoint in checkpoints.items():
         if checkpoint.state.get("phase") == "done":
             print(f"train@{candidate}: seed {seed}: trained before the interruption; restored from {checkpoint.path}")
