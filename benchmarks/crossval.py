@@ -68,7 +68,8 @@ def train_and_predict(backbone: str, params, images: tuple, keep: np.ndarray, he
     from stages.train import train_phases, untrained
 
     meta, features, model = untrained(backbone, params)
-    features = features | {"train_x": features["train_x"][keep], "train_y": features["train_y"][keep]}
+    if features:  # a head-first recipe: its cached features, of the fold's training images
+        features = features | {"train_x": features["train_x"][keep], "train_y": features["train_y"][keep]}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         mlflow.set_tracking_uri(f"sqlite:///{scratch}/crossval.db")
