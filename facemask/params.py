@@ -50,6 +50,12 @@ def Number(low: float, high: float | None = None, low_open: bool = False):  # no
     return Annotated[float, BeforeValidator(_no_bool), Field(description=text, **bounds)]
 
 
+def Share(what: str):  # noqa: N802 - a type
+    """A probability in [0, 1]: the share of augmented copies that get one treatment (`what`)."""
+    return Annotated[float, BeforeValidator(_no_bool), Field(
+        ge=0, le=1, description=f"a number >= 0 and <= 1 (the share of augmented copies {what})")]
+
+
 Text = Annotated[str, Strict(), Field(min_length=1, description="a non-empty text")]
 Flag = Annotated[bool, Strict(), Field(description="true or false")]
 Seed = Whole(0)
@@ -97,14 +103,21 @@ class Synthesize(Section):
     pool: Annotated[Text | None, Field(description="a non-empty text")] = None
     old_from_pool: Whole(0) = 0
     young_from_train: Whole(0) = 0
+    worn_wrong_from_train: Annotated[int, Strict(), Field(ge=0, description=(
+        "a whole number >= 0 (training-split unmasked aligned faces given a mask worn wrong, "
+        "labelled without_mask of their age)"))] = 0
+    worn_wrong_from_pool: Annotated[int, Strict(), Field(ge=0, description=(
+        "a whole number >= 0 (pool faces given a mask worn wrong, labelled without_mask_old)"))] = 0
     aligned_sources: Annotated[list[Text], Field(
         description="a list of non-empty texts, e.g. [utkface_crop_part1]")] = []
     seed: Seed = 1337
 
     @model_validator(mode="after")
     def _pool_when_used(self):
-        if self.old_from_pool > 0 and self.pool is None:
-            raise ValueError("pool is missing; set it to a folder of aligned older faces, or set old_from_pool: 0")
+        using = [name for name in ("old_from_pool", "worn_wrong_from_pool") if getattr(self, name) > 0]
+        if using and self.pool is None:
+            zeros = " and ".join(f"{name}: 0" for name in using)
+            raise ValueError(f"pool is missing; set it to a folder of aligned older faces, or set {zeros}")
         return self
 
 
@@ -119,6 +132,11 @@ class Augment(Section):
     shift: Number(0, 1) = 0.0
     brightness: Number(0, 1) = 0.0
     contrast: Number(0, 1) = 0.0
+    # Light and camera robustness; each level is drawn from facemask.degrade.AUGMENT_LEVELS.
+    dark: Share("made dark, as a night photo") = 0.0
+    blur: Share("blurred") = 0.0
+    noise: Share("given Gaussian sensor noise") = 0.0
+    jpeg: Share("re-encoded as low-quality JPEG") = 0.0
 
 
 class Features(Section):

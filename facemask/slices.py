@@ -3,18 +3,18 @@
 - worn_wrong: every test-split aligned face *without* a mask (UTKFace), drawn with a mask worn wrong
   (facemask.masks.WORN_WRONG); the expected label stays its own without_mask_* class (the original
   project's rule). Never trained on, never used to select: a separate slice, not the headline test.
-- degraded: the whole test split dark (a night photo), noisy, blurred and re-encoded as JPEG quality 20.
+- degraded: the whole test split dark (a night photo), noisy, blurred and re-encoded as JPEG quality 20
+  (facemask.degrade, whose functions stage augment also uses).
 - age: with_mask_old recall, and accuracy per age band of the test faces with a known age (UTKFace).
 
 Every image goes through facemask.images.resize_batch and model.predict, as the clean test images do.
 """
-import io
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image, ImageFilter
 
 from facemask import CLASSES
+from facemask.degrade import DEGRADATIONS, degrade
 from facemask.evaluation import headline
 from facemask.images import load_rgb, resize_batch
 from facemask.masks import WORN_WRONG, draw_mask
@@ -23,34 +23,10 @@ from facemask.splits import image_path
 
 SEED = 1337
 ALIGNED_SOURCES = ("utkface_crop_part1",)  # as params.yaml's synthesize.aligned_sources
-DEGRADATIONS = ("dark", "noise", "blur", "jpeg20")
-DARK_GAMMA, DARK_GAIN, DARK_NOISE = 1.5, 0.3, 5.0  # a night photo: shadows crushed, 30% light, some grain
-NOISE_SIGMA = 20.0  # Gaussian sensor noise, in 0-255 pixel levels
-BLUR_RADIUS = 0.015  # Gaussian blur radius, as a fraction of the image's shorter side
-JPEG_QUALITY = 20
 AGE_BANDS = ((0, 20, "0-19"), (20, 40, "20-39"), (40, 60, "40-59"), (60, 70, "60-69"), (70, 200, "70+"))  # years
 WITHOUT_MASK = np.array([c.startswith("without_mask") for c in CLASSES])
 OLD = np.array([c.endswith("_old") for c in CLASSES])
 Predict = Callable[[list[np.ndarray]], np.ndarray]  # decoded RGB images -> predicted class indices
-
-
-def degrade(rgb: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """`rgb` (uint8) degraded as DEGRADATIONS names it; the random ones draw from `rng`."""
-    pixels = rgb.astype(np.float64)
-    if kind == "dark":
-        pixels = 255.0 * DARK_GAIN * (pixels / 255.0) ** DARK_GAMMA + rng.normal(0.0, DARK_NOISE, pixels.shape)
-    elif kind == "noise":
-        pixels += rng.normal(0.0, NOISE_SIGMA, pixels.shape)
-    elif kind == "blur":
-        radius = BLUR_RADIUS * min(rgb.shape[:2])
-        return np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(radius)))
-    elif kind == "jpeg20":
-        encoded = io.BytesIO()
-        Image.fromarray(rgb).save(encoded, format="JPEG", quality=JPEG_QUALITY)
-        return np.asarray(Image.open(encoded).convert("RGB"))
-    else:
-        raise ValueError(f"unknown degradation {kind!r}; one of {DEGRADATIONS}")
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
 def degraded_images(images: list[np.ndarray], kind: str, seed: int = SEED) -> list[np.ndarray]:

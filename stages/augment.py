@@ -3,6 +3,10 @@
 Every training image is copied as it is, plus `copies` augmented versions (flips, small rotation,
 zoom, shift, brightness, contrast; each a param, 0/false turns it off). With `balance: true`, smaller
 classes get more copies per image, so that every class ends with about as many images as the largest.
+Light and camera robustness: a share of the augmented copies (params dark, blur, noise, jpeg, each a
+probability; 0 turns it off) is then made dark, blurred, noisy and/or re-encoded as low-quality JPEG,
+in that order, each at a level drawn from facemask.degrade.AUGMENT_LEVELS by a numpy generator seeded
+with `seed` (the Keras transforms draw as before; with every share 0 nothing is drawn).
 The training set is the training split plus the synthetic training faces (stage synthesize).
 Validation and test images are never read here. Writes data/augmented/train/<class>/* and
 data/augmented/augment.csv (file, label, origin, copy).
@@ -15,6 +19,7 @@ import keras
 import numpy as np
 from PIL import Image
 
+from facemask.degrade import random_degrade
 from facemask.files import read_csv, write_csv
 from facemask.images import load_rgb
 from facemask.params import Augment, load_params
@@ -24,6 +29,7 @@ from facemask.stage import run
 
 SYNTHETIC_DIR = Path("data/synthetic")
 OUT_DIR = Path("data/augmented")
+CAMERA = ("dark", "blur", "noise", "jpeg")  # applied in this order: light, lens, sensor, encoder
 
 
 def copies_per_image(counts: dict[str, int], copies: int, balance: bool) -> dict[str, list[int]]:
@@ -55,6 +61,16 @@ def transform_pipeline(params: Augment, seed: int) -> keras.Sequential:
     return keras.Sequential(layers)
 
 
+def camera(pixels: np.ndarray, params: Augment, rng: np.random.Generator) -> np.ndarray:
+    """`pixels` (uint8) through each of CAMERA whose share in params is above 0, with that probability.
+    Draws nothing from `rng` when every share is 0."""
+    for kind in CAMERA:
+        share = getattr(params, kind)
+        if share > 0 and rng.random() < share:
+            pixels = random_degrade(pixels, kind, rng)
+    return pixels
+
+
 def augment(train_rows: list[dict], out_dir: Path, params: Augment) -> list[dict]:
     """Copy each training image (rows: file, label, path) and write its augmented versions.
 
@@ -62,6 +78,7 @@ def augment(train_rows: list[dict], out_dir: Path, params: Augment) -> list[dict
     """
     keras.utils.set_random_seed(params.seed)
     pipeline = transform_pipeline(params, params.seed)
+    rng = np.random.default_rng(params.seed)
     by_class = {}
     for row in sorted(train_rows, key=lambda r: r["file"]):
         by_class.setdefault(row["label"], []).append(row)
@@ -77,9 +94,9 @@ def augment(train_rows: list[dict], out_dir: Path, params: Augment) -> list[dict
         rows.append({"file": f"train/{label}/{target.name}", "label": label, "origin": row["file"], "copy": 0})
         pixels = load_rgb(source).astype(np.float32)
         for k in range(1, n_copies + 1):
-            augmented = np.asarray(pipeline(pixels, training=True))
+            augmented = np.clip(np.asarray(pipeline(pixels, training=True)), 0, 255).round().astype(np.uint8)
             name = f"{source.stem}__aug{k}{source.suffix}"
-            _save(np.clip(augmented, 0, 255).round().astype(np.uint8), target.with_name(name))
+            _save(camera(augmented, params, rng), target.with_name(name))
             rows.append({"file": f"train/{label}/{name}", "label": label, "origin": row["file"], "copy": k})
     return rows
 

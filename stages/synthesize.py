@@ -5,8 +5,14 @@ are mostly aligned UTKFace crops: a model can learn "web crop = masked old" inst
 Drawing a mask on aligned UTKFace faces (older faces from a separate pool -> with_mask_old; young
 faces of the *training* split -> with_mask_young) gives both masked classes the unmasked classes'
 source and framing. These images only ever join the training set (augment); val and test stay real.
+
+Optionally (worn_wrong_from_train, worn_wrong_from_pool) the mask is also drawn worn wrong (below the nose,
+under the chin; facemask.masks.WORN_WRONG in turn) on unmasked training-split aligned faces and on pool
+faces, labelled *without mask* of the face's age as the original project does. Test-split faces are
+never drawn on: they are the evaluation's worn_wrong slice (facemask.slices).
 Writes data/synthetic/<class>/* and data/synthetic/synthetic.csv (file, label, origin).
 """
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,52 +21,70 @@ from PIL import Image
 from facemask import UserError
 from facemask.files import write_csv
 from facemask.images import IMAGE_SUFFIXES, load_rgb
-from facemask.masks import draw_mask
-from facemask.params import load_params
+from facemask.masks import WORN_WRONG, draw_mask
+from facemask.params import Synthesize, load_params
 from facemask.progress import bar
 from facemask.project import project_path
 from facemask.splits import image_path, split_rows
 from facemask.stage import run
 
 OUT_DIR = Path("data/synthetic")
-def synthesize(old_faces: list[Path], young_faces: list[Path], out_dir: Path, seed: int) -> list[dict]:
-    """Write a masked copy of each face: old_faces -> with_mask_old, young_faces -> with_mask_young."""
+
+
+def synthesize(old_faces: list[Path], young_faces: list[Path], out_dir: Path, seed: int,
+               worn_wrong: Sequence[tuple[str, Path]] = ()) -> list[dict]:
+    """Write a masked copy of each face: old_faces -> with_mask_old, young_faces -> with_mask_young, and
+    each (label, face) of `worn_wrong` with the mask worn wrong (WORN_WRONG in turn) -> label."""
     rng = np.random.default_rng(seed)
     rows = []
-    jobs = [(label, path) for label, faces in (("with_mask_old", old_faces), ("with_mask_young", young_faces))
+    jobs = [(label, path, "worn") for label, faces in (("with_mask_old", old_faces), ("with_mask_young", young_faces))
             for path in faces]
-    for label, path in bar(jobs, "synthesize", unit="face"):
-        target = out_dir / label / f"{path.stem}__synthmask.jpg"
+    jobs += [(label, path, WORN_WRONG[i % len(WORN_WRONG)]) for i, (label, path) in enumerate(worn_wrong)]
+    for label, path, placement in bar(jobs, "synthesize", unit="face"):
+        suffix = "synthmask" if placement == "worn" else placement
+        target = out_dir / label / f"{path.stem}__{suffix}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(draw_mask(load_rgb(path), rng)).save(target, quality=95)
+        Image.fromarray(draw_mask(load_rgb(path), rng, placement)).save(target, quality=95)
         rows.append({"file": f"{label}/{target.name}", "label": label, "origin": str(path)})
     return rows
 
 
-def pick(paths: list[Path], count: int, seed: int) -> list[Path]:
-    """A seeded sample of `count` paths (all of them if fewer)."""
-    order = np.random.default_rng(seed).permutation(len(paths))
-    return [paths[i] for i in sorted(order[:count])]
+def pick(items: list, count: int, seed: int) -> list:
+    """A seeded sample of `count` items (all of them if fewer), in their original order."""
+    order = np.random.default_rng(seed).permutation(len(items))
+    return [items[i] for i in sorted(order[:count])]
+
+
+def unmasked_training_faces(rows: list[dict], aligned_sources: set[str]) -> list[tuple[str, Path]]:
+    """(label, path) of the unmasked faces of an aligned source among `rows`, training split only (the
+    test split's are the evaluation's worn_wrong slice)."""
+    return [(r["label"], image_path(r)) for r in rows
+            if r["split"] == "train" and r["label"].startswith("without_mask") and r.get("source") in aligned_sources]
+
+
+def pool_faces(params: Synthesize) -> list[Path]:
+    """The pool's images, sorted; a UserError naming the settings when the folder is missing."""
+    pool = project_path(params.pool)  # from the project root, also in a queued experiment's copy
+    if not pool.is_dir():
+        raise UserError(f"synthesize.pool={pool} is not a folder of aligned older faces; point it at one "
+                        "or set synthesize.old_from_pool: 0 and synthesize.worn_wrong_from_pool: 0")
+    return sorted(p for p in pool.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def main() -> None:
     params = load_params().synthesize
-    old_faces = []
-    if params.old_from_pool > 0:
-        pool = project_path(params.pool)  # from the project root, also in a queued experiment's copy
-        if not pool.is_dir():
-            raise UserError(f"synthesize.pool={pool} is not a folder of aligned older faces; "
-                            "point it at one or set synthesize.old_from_pool: 0")
-        faces = sorted(p for p in pool.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        old_faces = pick(faces, params.old_from_pool, params.seed)
-    aligned = set(params.aligned_sources)
-    young = [image_path(r) for r in split_rows("train")
-             if r["label"] == "without_mask_young" and r.get("source") in aligned]
-    young_faces = pick(young, params.young_from_train, params.seed + 1)
+    pool = pool_faces(params) if params.old_from_pool > 0 or params.worn_wrong_from_pool > 0 else []
+    old_faces = pick(pool, params.old_from_pool, params.seed)
+    unmasked = unmasked_training_faces(split_rows("train"), set(params.aligned_sources))
+    young_faces = pick([path for label, path in unmasked if label == "without_mask_young"], params.young_from_train,
+                       params.seed + 1)
+    worn_wrong = pick(unmasked, params.worn_wrong_from_train, params.seed + 2)
+    worn_wrong += [("without_mask_old", p) for p in pick(pool, params.worn_wrong_from_pool, params.seed + 3)]
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    rows = synthesize(old_faces, young_faces, OUT_DIR, params.seed)
+    rows = synthesize(old_faces, young_faces, OUT_DIR, params.seed, worn_wrong)
     write_csv(OUT_DIR / "synthetic.csv", rows, ["file", "label", "origin"])
-    print(f"synthesize: {len(old_faces)} with_mask_old and {len(young_faces)} with_mask_young training faces")
+    print(f"synthesize: {len(old_faces)} with_mask_old and {len(young_faces)} with_mask_young training faces, "
+          f"{len(worn_wrong)} without_mask faces with a mask worn wrong")
 
 
 if __name__ == "__main__":

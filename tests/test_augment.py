@@ -1,9 +1,16 @@
-"""Stage augment: only the training split grows, balancing works, the output is reproducible."""
+"""Stage augment: only the training split grows, balancing works, the output is reproducible; the light and
+camera degradations change a seeded share of the augmented copies and, at 0, nothing."""
+import copy
 from collections import Counter
 
+import numpy as np
+import pytest
+from PIL import Image
+
+from facemask.degrade import AUGMENT_LEVELS, BLUR_RADIUS, DARK_GAIN, JPEG_QUALITY, NOISE_SIGMA, random_degrade
 from facemask.files import write_csv
 from facemask.params import Augment
-from stages.augment import augment, copies_per_image
+from stages.augment import CAMERA, augment, camera, copies_per_image
 from stages.ingest import ingest
 from stages.split import split
 from tests.conftest import tree_digest
@@ -51,3 +58,63 @@ def test_same_seed_gives_identical_files(tiny_dataset, tmp_path):
     augment(train_rows, tmp_path / "a", PARAMS)
     augment(train_rows, tmp_path / "b", PARAMS)
     assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
+
+
+def _photo(seed: int = 0, size: int = 64) -> np.ndarray:
+    """A smooth photo-like image with some texture."""
+    ramp = np.linspace(60, 200, size)[None, :, None] + np.linspace(0, 30, size)[:, None, None]
+    return np.clip(ramp + np.random.default_rng(seed).normal(0, 8, (size, size, 3)), 0, 255).astype(np.uint8)
+
+
+def _sharpness(rgb: np.ndarray) -> float:
+    return float(np.abs(np.diff(rgb.astype(float), axis=1)).mean())
+
+
+@pytest.mark.parametrize("kind", CAMERA)
+def test_each_camera_degradation_changes_the_pixels_deterministically(kind):
+    photo, params = _photo(), Augment(**{kind: 1.0})
+    once = camera(photo, params, np.random.default_rng(1))
+    assert once.shape == photo.shape and once.dtype == np.uint8
+    assert np.abs(once.astype(float) - photo).mean() > 1
+    assert np.array_equal(once, camera(photo, params, np.random.default_rng(1)))
+
+
+def test_degradations_at_augment_levels_do_what_they_are_named_for():
+    photo, rng = _photo(), np.random.default_rng(0)
+    for _ in range(5):
+        assert random_degrade(photo, "dark", rng).mean() < 0.65 * photo.mean()
+        assert _sharpness(random_degrade(photo, "blur", rng)) < 0.8 * _sharpness(photo)
+        noise = random_degrade(photo, "noise", rng).astype(float) - photo
+        assert AUGMENT_LEVELS["noise"][0] * 0.8 < noise.std() < AUGMENT_LEVELS["noise"][1] * 1.1
+        assert 0 < np.abs(random_degrade(photo, "jpeg", rng).astype(float) - photo).mean() < 20
+    assert set(AUGMENT_LEVELS) == set(CAMERA)
+    slice_levels = {"dark": DARK_GAIN, "noise": NOISE_SIGMA, "blur": BLUR_RADIUS, "jpeg": JPEG_QUALITY}
+    assert all(low <= slice_levels[kind] <= high for kind, (low, high) in AUGMENT_LEVELS.items())  # as documented
+
+
+def test_a_share_is_a_probability_per_copy():
+    photo, rng = _photo(), np.random.default_rng(0)
+    changed = [not np.array_equal(camera(photo, Augment(noise=0.3), rng), photo) for _ in range(400)]
+    assert 0.22 < np.mean(changed) < 0.38
+
+
+def test_camera_at_its_defaults_changes_nothing_and_draws_nothing():
+    photo, rng = _photo(), np.random.default_rng(0)
+    state = copy.deepcopy(rng.bit_generator.state)
+    assert camera(photo, PARAMS, rng) is photo and rng.bit_generator.state == state
+
+
+def test_camera_degradations_keep_the_keras_transforms_and_the_originals(tiny_dataset, tmp_path):
+    """With blur and jpeg on every copy the same files are listed, the originals are byte-identical, and each
+    augmented copy is much closer to the plain run's than another seed's is (same flips, zooms, shifts)."""
+    train_rows, _ = _split(tiny_dataset, tmp_path)
+    plain = augment(train_rows, tmp_path / "plain", PARAMS)
+    assert augment(train_rows, tmp_path / "degraded", PARAMS.model_copy(update={"blur": 1.0, "jpeg": 1.0})) == plain
+    augment(train_rows, tmp_path / "reseeded", PARAMS.model_copy(update={"seed": 4}))
+    for row in plain:
+        plain_copy, degraded, reseeded = (np.asarray(Image.open(tmp_path / run / row["file"]).convert("RGB")).astype(float)
+                                          for run in ("plain", "degraded", "reseeded"))
+        if row["copy"] == 0:
+            assert (tmp_path / "plain" / row["file"]).read_bytes() == (tmp_path / "degraded" / row["file"]).read_bytes()
+        else:
+            assert 0 < np.abs(plain_copy - degraded).mean() < 0.6 * np.abs(plain_copy - reseeded).mean()

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from facemask.backbones import BACKBONES
-from facemask.params import SELECT_METRICS, ParamsError, load_params, problems
+from facemask.params import SELECT_METRICS, Params, ParamsError, load_params, problems
 from stages.select_best import METRICS
 from tests.pipeline_support import PARAMS, with_changes
 
@@ -54,6 +54,14 @@ def test_the_projects_params_are_valid():
     ("synthesize.old_from_pool", "many", "synthesize.old_from_pool must be a whole number >= 0, got 'many'"),
     ("synthesize.young_from_train", -1, "synthesize.young_from_train must be a whole number >= 0"),
     ("synthesize.pool", 42, "synthesize.pool must be a non-empty text, got 42"),
+    ("synthesize.worn_wrong_from_train", -1, "synthesize.worn_wrong_from_train must be a whole number >= 0 "
+     "(training-split unmasked aligned faces given a mask worn wrong, labelled without_mask of their age), got -1"),
+    ("synthesize.worn_wrong_from_pool", 2.5, "synthesize.worn_wrong_from_pool must be a whole number >= 0"),
+    ("augment.dark", 1.5, "augment.dark must be a number >= 0 and <= 1 (the share of augmented copies made dark, "
+     "as a night photo), got 1.5"),
+    ("augment.noise", True, "augment.noise must be a number >= 0 and <= 1 (the share of augmented copies given"),
+    ("augment.blur", -0.1, "augment.blur must be a number >= 0 and <= 1 (the share of augmented copies blurred)"),
+    ("augment.jpeg", "often", "augment.jpeg must be a number >= 0 and <= 1 (the share of augmented copies re-encoded"),
     ("synthesize.aligned_sources", "utkface_crop_part1", "synthesize.aligned_sources must be a list of"),
     ("synthesize.aligned_sources", ["utkface_crop_part1", None], "synthesize.aligned_sources must be a list of"),
     ("export.calibration", 0, "export.calibration must be a whole number >= 1, got 0"),
@@ -128,6 +136,17 @@ def test_a_pool_that_does_not_exist_is_fine_but_a_missing_one_is_not():
                                 "or set old_from_pool: 0"]
     params["synthesize"]["old_from_pool"] = 0
     assert problems(params) == []
+    params["synthesize"]["worn_wrong_from_pool"] = 5
+    assert problems(params) == ["synthesize: pool is missing; set it to a folder of aligned older faces, "
+                                "or set worn_wrong_from_pool: 0"]
+
+
+def test_worn_wrong_masks_and_camera_degradations_are_off_by_default_and_in_params_yaml():
+    off = {"synthesize": ("worn_wrong_from_train", "worn_wrong_from_pool"), "augment": ("dark", "blur", "noise", "jpeg")}
+    defaults = Params.model_validate({**PARAMS, "synthesize": {}, "augment": {}})
+    for section, names in off.items():
+        for name in names:
+            assert getattr(getattr(defaults, section), name) == 0 and PARAMS[section][name] == 0, (section, name)
 
 
 def _written(params: dict) -> Path:

@@ -6,19 +6,10 @@ import pytest
 from PIL import Image
 
 from facemask import CLASSES
+from facemask.degrade import DEGRADATIONS, NOISE_SIGMA, degrade
 from facemask.images import load_batch, resizer
 from facemask.masks import WORN_WRONG, draw_mask
-from facemask.slices import (
-    AGE_BANDS,
-    DEGRADATIONS,
-    NOISE_SIGMA,
-    age_scores,
-    compute,
-    degrade,
-    degraded_images,
-    slices,
-    worn_wrong_face,
-)
+from facemask.slices import AGE_BANDS, age_scores, compute, degraded_images, slices, worn_wrong_face
 from facemask.splits import image_path
 from stages.evaluate import slice_metrics
 
