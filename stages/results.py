@@ -130,7 +130,7 @@ def main() -> None:
     OUT.write_text(text)
     if sys.argv[1:] == ["--readme"]:
         README.write_text(with_table(README.read_text(), text))
-    print(f"results: {OUT} written ({text.count(chr(10) + '| ') - 1} candidates)")
+    print(f"results: {OUT} written ({len(read_json(Path('metrics/best.json'))['candidates'])} candidates)")
 
 
 if __name__ == "__main__":
