@@ -53,6 +53,8 @@ def test_the_slices_table_shows_each_candidates_slices_and_a_dash_without_them(t
     shutil.copytree(REPO / "metrics", tmp_path / "metrics")
     champion = tmp_path / "metrics" / "candidates" / "MobileNetV2.json"
     write_json(champion, {**read_json(champion), "slices": _slices(0.2)})
+    older = tmp_path / "metrics" / "candidates" / "Xception.json"  # as evaluated before slices existed
+    write_json(older, {k: v for k, v in read_json(older).items() if k != "slices"})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(results, "commit", lambda: "abc1234")
     lines = results.table().split("\n")
