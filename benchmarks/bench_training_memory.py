@@ -1,6 +1,6 @@
 """Peak memory and speed of fine-tuning as the training set grows, and how far training is from its limit.
 
-    python benchmarks/bench_training_memory.py [--candidate MobileNetV2] [--scales 1 4] [--steps 30] [--levers xla bf16]
+    python benchmarks/bench_training_memory.py [--candidate MobileNetV2] [--scales 1 4] [--steps 60] [--levers xla bf16]
 
 For each scale, one process fine-tunes the candidate as train@ does (its recipe, from data/features/ and
 data/augmented/) on the training images listed `scale` times over, streamed from disk (ImageFiles; a list
@@ -93,7 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidate", default="MobileNetV2")
     parser.add_argument("--scales", nargs="*", type=int, default=[1, 4])
-    parser.add_argument("--steps", type=int, default=30, help="batches timed after the warm-up")
+    parser.add_argument("--steps", type=int, default=60, help="batches timed after the warm-up")
     parser.add_argument("--levers", nargs="*", default=["xla", "bf16"], choices=["xla", "bf16"])
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # internal: SCALE LEVER, measured in this process
     args = parser.parse_args()
