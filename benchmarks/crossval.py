@@ -154,23 +154,39 @@ def mcnemar(labels: np.ndarray, baseline: np.ndarray, other: np.ndarray) -> dict
 
 
 def report(labels: np.ndarray, rows: list[dict], results: dict, seeds: list[int]) -> dict:
-    """Scores per (recipe, view), with the seeds' probabilities averaged, paired against pipeline/plain."""
+    """Scores per (recipe, view), with the seeds' probabilities averaged, paired against pipeline/plain;
+    with several seeds, each seed's plain model on its own too (is the average worth its cost?)."""
     names = list(dict.fromkeys(name for name, _ in results))
-    averaged = {(name, view): np.mean([results[(name, seed)][view] for seed in seeds], axis=0)
+    averaged = {f"{name}/{view}": np.mean([results[(name, seed)][view] for seed in seeds], axis=0)
                 for name in names for view in ("plain", "flip")}
-    baseline = averaged[(names[0], "plain")]
-    return {f"{name}/{view}": scores(labels, rows, probs) | mcnemar(labels, baseline, probs)
-            for (name, view), probs in averaged.items()}
+    if len(seeds) > 1:
+        averaged |= {f"{name}/plain seed {seed}": results[(name, seed)]["plain"] for name in names for seed in seeds}
+    baseline = averaged[f"{names[0]}/plain"]
+    return {key: scores(labels, rows, probs) | mcnemar(labels, baseline, probs)
+            | {"predicted": probs.argmax(axis=1).tolist()} for key, probs in averaged.items()}
 
 
-def table(summary: dict) -> str:
+def paired_with(labels: np.ndarray, summary: dict, against: Path, folds: int, fold_seed: int) -> None:
+    """Pair every row of `summary` against another run's pipeline/plain (same photos and folds, other data:
+    e.g. before a synthesize or augment change), adding `against` = its McNemar counts."""
+    other = json.loads(against.read_text())
+    if other["labels"] != labels.tolist() or (other["folds"], other["seeds"][0]) != (folds, fold_seed):
+        raise SystemExit(f"{against}: other photos or folds than this run; run both on the same split and --folds")
+    baseline = np.eye(labels.max() + 1)[other["scores"]["pipeline/plain"]["predicted"]]
+    for row in summary.values():
+        row["against"] = mcnemar(labels, baseline, np.eye(labels.max() + 1)[row["predicted"]])
+
+
+def table(summary: dict, against: Path | None) -> str:
+    extra = f" only this right / only {against.name}'s pipeline right (p) |" if against else ""
     lines = ["| recipe / view | accuracy | macro-F1 | recall wm_old / wm_young / wo_old / wo_young | worst source "
-             "| only this right / only pipeline right (p) |", "|---|---|---|---|---|---|"]
+             f"| only this right / only pipeline right (p) |{extra}", "|---|---|---|---|---|---|" + "---|" * bool(against)]
     for key, row in summary.items():
         worst = min(row["accuracy_by_source"].items(), key=lambda kv: kv[1])
+        pairs = [row] + [row["against"]] * bool(against)
         lines.append(f"| {key} | {row['accuracy']:.3f} | {row['macro_f1']:.3f} | "
                      f"{' / '.join(f'{v:.3f}' for v in row['recall'].values())} | {worst[0]} {worst[1]:.3f} | "
-                     f"{row['only_this_right']} / {row['only_pipeline_right']} ({row['p_value']}) |")
+                     + "".join(f"{p['only_this_right']} / {p['only_pipeline_right']} ({p['p_value']}) |" for p in pairs))
     return "\n".join(lines)
 
 
@@ -181,16 +197,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337])
     parser.add_argument("--recipe", nargs=2, action="append", default=[], metavar=("NAME", "JSON"),
                         help="train params to change, e.g. fine_tune_epochs4 '{\"fine_tune_epochs\": 4}'")
+    parser.add_argument("--out", type=Path, default=RESULTS / "crossval.json", help="where the results go")
+    parser.add_argument("--against", type=Path, help="an earlier run's results (other synthesize/augment params) "
+                        "to pair every row with")
     args = parser.parse_args()
     recipes = {"pipeline": {}} | {name: json.loads(text) for name, text in args.recipe}
     labels, rows, results = run_folds(args.backbone, recipes, args.folds, args.seeds)
     summary = report(labels, rows, results, args.seeds)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "crossval.json").write_text(json.dumps(
+    if args.against:
+        paired_with(labels, summary, args.against, args.folds, args.seeds[0])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(
         {"backbone": args.backbone, "folds": args.folds, "seeds": args.seeds, "photos": len(rows),
-         "recipes": recipes, "scores": summary}, indent=1))
+         "recipes": recipes, "labels": labels.tolist(), "scores": summary}))
     print(f"{args.backbone}, {args.folds}-fold cross-validation on {len(rows)} training photos, seeds {args.seeds}")
-    print(table(summary))
+    print(table(summary, args.against))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@ FEATURES_LAYER = "features"
 HEAD_LAYERS = ("dropout", "classifier")
 
 
+def pooled_layers(backbones: list[str]) -> dict[str, str]:
+    """{backbone name: the layer that pools its features} in a model from build_ensemble."""
+    return {backbones[0]: FEATURES_LAYER} if len(backbones) == 1 else {name: f"{name}_pool" for name in backbones}
+
+
 def build_classifier(backbone_name: str, image_size: int, weights_file: str | None, dropout: float = 0.2) -> keras.Model:
     """resize -> backbone scaling -> backbone -> GlobalAveragePooling2D -> dropout -> softmax."""
     return build_ensemble({backbone_name: weights_file}, image_size, dropout, name=f"facemask_{backbone_name}")
@@ -26,7 +31,7 @@ def build_ensemble(members: dict, image_size: int, dropout: float = 0.2, name: s
     """
     inputs = keras.Input(shape=(None, None, 3), name="image")
     resized = resizer(image_size)(inputs)
-    pooled = []
+    pooled, pool_names = [], pooled_layers(list(members))
     for backbone_name, weights_file in members.items():
         backbone = get_backbone(backbone_name)
         if image_size < backbone.min_size:
@@ -37,17 +42,17 @@ def build_ensemble(members: dict, image_size: int, dropout: float = 0.2, name: s
         for layer in scaling_layers(backbone, prefix=f"{backbone_name}_" if len(members) > 1 else ""):
             x = layer(x)
         x = base(x, training=None if weights_file is None else False)
-        pool_name = FEATURES_LAYER if len(members) == 1 else f"{backbone_name}_pool"
-        pooled.append(keras.layers.GlobalAveragePooling2D(name=pool_name)(x))
+        pooled.append(keras.layers.GlobalAveragePooling2D(name=pool_names[backbone_name])(x))
     features = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name=FEATURES_LAYER)(pooled)
     x = keras.layers.Dropout(dropout, name=HEAD_LAYERS[0])(features)
     outputs = keras.layers.Dense(len(CLASSES), activation="softmax", name=HEAD_LAYERS[1])(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def feature_extractor(model: keras.Model) -> keras.Model:
-    """The model up to the pooled backbone features (shares layers with `model`)."""
-    return keras.Model(model.inputs, model.get_layer(FEATURES_LAYER).output)
+def feature_extractor(model: keras.Model, layer: str = FEATURES_LAYER) -> keras.Model:
+    """The model up to its pooled backbone features, or up to one backbone's `layer` from pooled_layers
+    (shares layers with `model`)."""
+    return keras.Model(model.inputs, model.get_layer(layer).output)
 
 
 def head(model: keras.Model) -> keras.Model:

@@ -21,7 +21,7 @@ import numpy as np
 from facemask.backbones import resolve_weights
 from facemask.files import md5sum, write_json
 from facemask.images import load_batch
-from facemask.model import FEATURES_LAYER, build_ensemble
+from facemask.model import build_ensemble, feature_extractor, pooled_layers
 from facemask.params import load_params
 from facemask.progress import bar
 from facemask.splits import split_images, training_images
@@ -42,11 +42,6 @@ def extract(extractor: keras.Model, paths: list, image_size: int, batch_size: in
     return np.concatenate(chunks).astype(np.float32)
 
 
-def pooled_layers(backbones: list[str]) -> dict[str, str]:
-    """{backbone name: the layer that pools its features} in a model from build_ensemble."""
-    return {backbones[0]: FEATURES_LAYER} if len(backbones) == 1 else {name: f"{name}_pool" for name in backbones}
-
-
 def backbone_digest(model: keras.Model, layer: str) -> str:
     """A digest of the initial weights (pretrained or seeded) of the backbone that `layer` pools."""
     digest = hashlib.md5()
@@ -61,18 +56,18 @@ def images_digest(paths: list) -> str:
 
 
 def shared_features(model: keras.Model, backbone: str, layer: str, image_size: int, splits: dict,
-                    batch_size: int) -> dict[str, np.ndarray]:
-    """{split: pooled features of `backbone`} for splits = {name: paths}: read from SHARED when the same
-    backbone weights, size and images were computed before, else computed and stored there."""
-    key = hashlib.md5(f"{backbone_digest(model, layer)} {image_size} "
-                      f"{images_digest([p for paths in splits.values() for p in paths])}".encode()).hexdigest()
+                    splits_digest: str, batch_size: int) -> dict[str, np.ndarray]:
+    """{split: pooled features of `backbone`} for splits = {name: paths} (whose files hash to
+    `splits_digest`): read from SHARED when the same backbone weights, size and images were computed
+    before, else computed and stored there."""
+    key = hashlib.md5(f"{backbone_digest(model, layer)} {image_size} {splits_digest}".encode()).hexdigest()
     cached = SHARED / f"{backbone}_{image_size}px.npz"
     if cached.is_file():
         with np.load(cached, allow_pickle=False) as saved:
             if str(saved["key"]) == key:
                 print(f"features: {backbone} at {image_size}px computed before for these images; reused ({cached})")
                 return {split: saved[split] for split in splits}
-    extractor = keras.Model(model.inputs, model.get_layer(layer).output)
+    extractor = feature_extractor(model, layer)
     features = {split: extract(extractor, paths, image_size, batch_size, f"features {backbone} {split}")
                 for split, paths in splits.items()}
     SHARED.mkdir(parents=True, exist_ok=True)
@@ -96,8 +91,10 @@ def main() -> None:
     train_paths, train_y = training_images()
     val_paths, val_y = split_images("val")
     if candidate.train.epochs > 0:
-        parts = [shared_features(model, backbone, layer, image_size, {"train_x": train_paths, "val_x": val_paths},
-                                 settings.batch_size) for backbone, layer in pooled_layers(candidate.backbones).items()]
+        splits = {"train_x": train_paths, "val_x": val_paths}
+        digest = images_digest(train_paths + val_paths)
+        parts = [shared_features(model, backbone, layer, image_size, splits, digest, settings.batch_size)
+                 for backbone, layer in pooled_layers(candidate.backbones).items()]
         np.savez(out_dir / "features.npz", train_y=train_y, val_y=val_y,
                  **{split: np.concatenate([part[split] for part in parts], axis=1) for split in ("train_x", "val_x")})
     seconds = time.perf_counter() - started

@@ -5,7 +5,17 @@ import pytest
 
 from facemask import UserError
 from facemask.backbones import BACKBONES, WeightsUnavailable, resolve_weights
-from facemask.model import average, build_classifier, build_ensemble, feature_extractor, head, input_size, load, members
+from facemask.model import (
+    average,
+    build_classifier,
+    build_ensemble,
+    feature_extractor,
+    head,
+    input_size,
+    load,
+    members,
+    pooled_layers,
+)
 from tests.conftest import REAL_WEIGHTS
 
 
@@ -93,6 +103,9 @@ def test_ensemble_concatenates_member_features_under_one_head():
     features = feature_extractor(ensemble).predict(images, verbose=0)
     assert features.shape == (2, 1280 + 1664)
     np.testing.assert_allclose(head(ensemble).predict(features, verbose=0), ensemble.predict(images, verbose=0), atol=1e-5)
+    per_member = [feature_extractor(ensemble, layer).predict(images, verbose=0)
+                  for layer in pooled_layers(["MobileNetV2", "DenseNet169"]).values()]
+    np.testing.assert_array_equal(np.concatenate(per_member, axis=1), features)
 
 
 def test_fine_tuning_keeps_pretrained_batchnorm_in_inference_mode():
