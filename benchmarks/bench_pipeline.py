@@ -1,8 +1,13 @@
 """Benchmark the pipeline on the full dataset and write the README's results table.
 
-    python benchmarks/bench_pipeline.py [--compare MobileNetV2] [--head-only Xception] [--seeds 1 2 3] [--skip-repro]
+    python benchmarks/bench_pipeline.py [--baseline COMMIT] [--compare MobileNetV2] [--head-only Xception]
+                                        [--seeds 1 2 3] [--skip-repro]
 
-1. `dvc repro --force` stage by stage, timing each and reading its peak memory (wait4 ru_maxrss).
+0. Optionally, side by side: the same full run first for an earlier --baseline commit, in a git worktree
+   beside this checkout with the same dataset; its stage times, peak memory and champion's test scores,
+   and an exact McNemar test on the test photos that only one of the two champions gets right.
+1. `dvc repro --force` stage by stage, timing each and reading its peak memory (wait4 ru_maxrss); from
+   those times, what a change to the champion's training re-runs (the stages downstream of its train).
 2. A head-only change: train -> evaluate -> select re-run for each --head-only candidate.
 3. A no-op `dvc repro`.
 4. The cached route against the naive one: the --compare candidate fine-tunes every layer on the
@@ -15,9 +20,12 @@ Writes benchmarks/results/pipeline.json and prints a markdown table. Run from th
 after the dataset is in place; it takes a few minutes longer than a full run.
 """
 import argparse
+import csv
 import json
 import os
+import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,20 +42,101 @@ RESULTS = Path("benchmarks/results")
 HEAD_ONLY = {"epochs": 60, "batch_size": 64, "learning_rate": 0.001, "fine_tune_epochs": 0, "seeds": None}
 
 
-def timed(command: str) -> dict:
+def timed(command: str, cwd: Path | None = None) -> dict:
     """Run a shell command; return wall seconds, peak RSS (MiB) of the process tree, exit status."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, shell=True)
+    process = subprocess.Popen(command, shell=True, cwd=cwd)
     _, status, usage = os.wait4(process.pid, 0)
     return {"command": command, "seconds": round(time.perf_counter() - started, 1),
             "peak_mib": round(usage.ru_maxrss / 1024), "status": os.waitstatus_to_exitcode(status)}
 
 
-def stage_commands() -> list[tuple[str, str]]:
-    """(stage name, command) in DAG order, from `dvc stage list` and dvc.yaml's cmd lines."""
-    names = subprocess.run(["dvc", "stage", "list", "--name-only"], capture_output=True, text=True,
-                           check=True).stdout.split()
-    return [(name, f"dvc repro --force --single-item {shlex.quote(name)}") for name in names]
+def dvc_lines(args: list[str], cwd: Path | None) -> str:
+    return subprocess.run(["dvc", *args], capture_output=True, text=True, check=True, cwd=cwd).stdout
+
+
+def full_repro(cwd: Path | None = None) -> dict:
+    """`dvc repro --force` one stage at a time in DAG order (`dvc stage list`), each timed; the total, and
+    what a change to the champion's training re-runs: the stages downstream of its train stage. The
+    features' shared cache (data/features/shared, rebuilt by the features stages) is emptied first, so
+    that every feature is computed as on a fresh clone."""
+    shutil.rmtree((cwd or Path()) / "data/features/shared", ignore_errors=True)
+    stages = {}
+    for name in dvc_lines(["stage", "list", "--name-only"], cwd).split():
+        stages[name] = timed(f"dvc repro --force --single-item {shlex.quote(name)}", cwd)
+        if stages[name]["status"]:
+            sys.exit(f"stage {name} failed{f' in {cwd}' if cwd else ''}; fix it and run the benchmark again")
+    champion = read_json((cwd or Path()) / "metrics/best.json")["winner"]
+    rerun = re.findall(r"Running stage '([^']+)'",
+                       dvc_lines(["repro", "--dry", "--force", "--downstream", f"train@{champion}"], cwd))
+    return {"stages": stages, "full_repro_seconds": round(sum(r["seconds"] for r in stages.values()), 1),
+            "champion_train_change_seconds": {"champion": champion, "stages": rerun,
+                                              "seconds": round(sum(stages[s]["seconds"] for s in rerun), 1)}}
+
+
+def baseline_checkout(commit: str) -> Path:
+    """A git worktree of `commit` beside this checkout (so ../shared resolves alike), with this checkout's
+    dataset linked in (ingest.source): the same photos, the earlier code, params and pipeline."""
+    from facemask.params import load_params
+
+    path = Path.cwd().resolve().parent / f"facemask-bench-{commit[:12]}"
+    if not path.is_dir():
+        subprocess.run(["git", "worktree", "add", "--detach", str(path), commit], check=True)
+    source = Path(load_params().ingest.source)
+    if source.is_dir() and not (path / source).exists():
+        shutil.copytree(source.resolve(), path / source, copy_function=link_or_copy)
+    return path
+
+
+def link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copy2(source, target)
+
+
+def champion_predictions(root: Path) -> tuple[str, dict]:
+    """The champion's name and its test predictions {file: (actual, predicted)} in the checkout at `root`."""
+    champion = read_json(root / "metrics/best.json")["winner"]
+    with open(root / "reports" / champion / "predictions.csv", newline="") as f:
+        return champion, {row["file"]: (row["actual"], row["predicted"]) for row in csv.DictReader(f)}
+
+
+def against_baseline(baseline: Path) -> dict:
+    """The two champions' test scores and the photos only one of them gets right (exact McNemar)."""
+    from scipy.stats import binomtest
+
+    scores = {}
+    for side, root in (("baseline", baseline), ("now", Path())):
+        champion, predictions = champion_predictions(root)
+        test = read_json(root / test_metrics(champion))
+        scores[side] = {"champion": champion, "accuracy": test["accuracy"], "macro_f1": test["macro_f1"],
+                        "right": {file: actual == predicted for file, (actual, predicted) in predictions.items()}}
+    before, now = scores["baseline"].pop("right"), scores["now"].pop("right")
+    if before.keys() != now.keys():
+        sys.exit("the baseline's test split holds other photos than this checkout's: compare on the same split")
+    wins = sum(now[f] and not before[f] for f in now)
+    losses = sum(before[f] and not now[f] for f in now)
+    p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+    return scores | {"only_now_right": wins, "only_baseline_right": losses, "p_value": round(float(p), 4)}
+
+
+def side_by_side(results: dict) -> str:
+    """Stage times of the baseline commit against this one, as a markdown table."""
+    before, now = results["baseline"], results
+    lines = [f"| stage | {before['commit'][:7]} s | now s | peak MiB before / now |", "|---|---|---|---|"]
+    for name in dict.fromkeys([*before["stages"], *now["stages"]]):
+        old, new = before["stages"].get(name), now["stages"].get(name)
+        lines.append(f"| {name} | {old['seconds'] if old else '-'} | {new['seconds'] if new else '-'} | "
+                     f"{old['peak_mib'] if old else '-'} / {new['peak_mib'] if new else '-'} |")
+    for key, label in (("full_repro_seconds", "**full `dvc repro`**"),):
+        lines.append(f"| {label} | {before[key]} | {now[key]} ({now[key] / before[key]:.0%}) | "
+                     f"{max(r['peak_mib'] for r in before['stages'].values())} / "
+                     f"{max(r['peak_mib'] for r in now['stages'].values())} |")
+    old, new = before["champion_train_change_seconds"], now["champion_train_change_seconds"]
+    lines.append(f"| a change to the champion's training ({', '.join(new['stages'])}) | {old['seconds']} | "
+                 f"{new['seconds']} | |")
+    return "\n".join(lines)
 
 
 def retrain(name: str, overrides: dict) -> dict:
@@ -134,20 +223,23 @@ def main() -> None:
     parser.add_argument("--head-only", nargs="*", default=["Xception"],
                         help="candidates whose train -> evaluate -> select re-run is timed")
     parser.add_argument("--skip-repro", action="store_true", help="reuse the last run's stage timings")
+    parser.add_argument("--baseline", help="an earlier commit to run the same full repro for first, side by side")
     parser.add_argument("--seeds", nargs="*", type=int, default=[],
                         help="train seeds the --compare candidate is trained with again, one model each (run-to-run spread)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "pipeline.json"
     results = json.loads(out.read_text()) if args.skip_repro and out.is_file() else {}
+    if args.baseline:
+        commit = subprocess.run(["git", "rev-parse", args.baseline], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        baseline = baseline_checkout(commit)
+        results["baseline"] = {"commit": commit, **full_repro(baseline)}
     if not args.skip_repro:
-        results["stages"] = {}
-        for name, command in stage_commands():
-            results["stages"][name] = timed(command)
-            if results["stages"][name]["status"]:
-                sys.exit(f"stage {name} failed; fix it and run the benchmark again")
-        results["full_repro_seconds"] = round(sum(r["seconds"] for r in results["stages"].values()), 1)
+        results |= full_repro()
         out.write_text(json.dumps(results, indent=2) + "\n")
+    if args.baseline:
+        results["baseline"]["champions"] = against_baseline(baseline)
     reruns = {  # what `dvc repro` re-runs after a change to candidates.<name>.train
         name: round(sum(timed(f"python -m {module}")["seconds"] for module in (
             f"stages.train {name}", f"stages.evaluate {name}", "stages.select_best")), 1)
@@ -183,6 +275,8 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     print(members_table(results))
+    if "baseline" in results:
+        print(side_by_side(results))
     print(json.dumps({k: results[k] for k in results if k not in ("candidates", "stages")}, indent=2))
 
 

@@ -13,6 +13,7 @@ data/features/shared/: the Ensemble reuses what features@Xception computed, or t
 import hashlib
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
@@ -33,13 +34,20 @@ CHUNK = 256  # images decoded at a time, to bound memory
 
 
 def extract(extractor: keras.Model, paths: list, image_size: int, batch_size: int, desc: str) -> np.ndarray:
-    """Pooled features of every image in `paths`, through the model's own resize and scaling."""
-    chunks = []
-    with bar(desc=desc, total=len(paths)) as progress:
-        for i in range(0, len(paths), CHUNK):
-            chunks.append(extractor.predict(load_batch(paths[i:i + CHUNK], image_size), batch_size=batch_size, verbose=0))
-            progress.update(len(chunks[-1]))
-    return np.concatenate(chunks).astype(np.float32)
+    """Pooled features of every image in `paths`, through the model's own resize and scaling. A chunk of
+    files is decoded in a second thread while the one before it is predicted (the same batches, the
+    same numbers)."""
+    chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    features = []
+    with ThreadPoolExecutor(max_workers=1) as decoder, bar(desc=desc, total=len(paths)) as progress:
+        next_batch = decoder.submit(load_batch, chunks[0], image_size)
+        for i in range(len(chunks)):
+            batch = next_batch.result()
+            if i + 1 < len(chunks):
+                next_batch = decoder.submit(load_batch, chunks[i + 1], image_size)
+            features.append(extractor.predict(batch, batch_size=batch_size, verbose=0))
+            progress.update(len(batch))
+    return np.concatenate(features).astype(np.float32)
 
 
 def backbone_digest(model: keras.Model, layer: str) -> str:
