@@ -166,19 +166,22 @@ def report(labels: np.ndarray, rows: list[dict], results: dict, seeds: list[int]
             | {"predicted": probs.argmax(axis=1).tolist()} for key, probs in averaged.items()}
 
 
-def paired_with(labels: np.ndarray, summary: dict, against: Path, folds: int, fold_seed: int) -> None:
-    """Pair every row of `summary` against another run's pipeline/plain (same photos and folds, other data:
-    e.g. before a synthesize or augment change), adding `against` = its McNemar counts."""
+def paired_with(labels: np.ndarray, summary: dict, against: Path, folds: int, fold_seed: int,
+                row: str = "pipeline/plain") -> None:
+    """Pair every row of `summary` against `row` of another run (same photos and folds, other data: e.g.
+    before a synthesize or augment change), adding `against` = its McNemar counts."""
     other = json.loads(against.read_text())
     if other["labels"] != labels.tolist() or (other["folds"], other["seeds"][0]) != (folds, fold_seed):
         raise SystemExit(f"{against}: other photos or folds than this run; run both on the same split and --folds")
-    baseline = np.eye(labels.max() + 1)[other["scores"]["pipeline/plain"]["predicted"]]
+    if row not in other["scores"]:
+        raise SystemExit(f"{against} has no row {row!r}; it has {', '.join(other['scores'])}")
+    baseline = np.eye(labels.max() + 1)[other["scores"][row]["predicted"]]
     for row in summary.values():
         row["against"] = mcnemar(labels, baseline, np.eye(labels.max() + 1)[row["predicted"]])
 
 
 def table(summary: dict, against: Path | None) -> str:
-    extra = f" only this right / only {against.name}'s pipeline right (p) |" if against else ""
+    extra = f" only this right / only {against.name}'s right (p) |" if against else ""
     lines = ["| recipe / view | accuracy | macro-F1 | recall wm_old / wm_young / wo_old / wo_young | worst source "
              f"| only this right / only pipeline right (p) |{extra}", "|---|---|---|---|---|---|" + "---|" * bool(against)]
     for key, row in summary.items():
@@ -200,12 +203,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "crossval.json", help="where the results go")
     parser.add_argument("--against", type=Path, help="an earlier run's results (other synthesize/augment params) "
                         "to pair every row with")
+    parser.add_argument("--against-row", default="pipeline/plain", help="which of its rows, e.g. 'pipeline/plain seed 1337'")
     args = parser.parse_args()
     recipes = {"pipeline": {}} | {name: json.loads(text) for name, text in args.recipe}
     labels, rows, results = run_folds(args.backbone, recipes, args.folds, args.seeds)
     summary = report(labels, rows, results, args.seeds)
     if args.against:
-        paired_with(labels, summary, args.against, args.folds, args.seeds[0])
+        paired_with(labels, summary, args.against, args.folds, args.seeds[0], args.against_row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(
         {"backbone": args.backbone, "folds": args.folds, "seeds": args.seeds, "photos": len(rows),

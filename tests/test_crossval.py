@@ -36,3 +36,5 @@ def test_rows_are_paired_with_an_earlier_run_on_the_same_photos(tmp_path):
     assert now["pipeline/plain"]["against"] == {"only_this_right": 2, "only_pipeline_right": 0, "p_value": 0.5}
     with pytest.raises(SystemExit, match="before.json: other photos or folds"):
         paired_with(LABELS, now, earlier, folds=3, fold_seed=1)
+    with pytest.raises(SystemExit, match="before.json has no row 'pipeline/plain seed 7'"):
+        paired_with(LABELS, now, earlier, folds=5, fold_seed=1, row="pipeline/plain seed 7")
