@@ -186,10 +186,10 @@ def table(summary: dict, against: Path | None) -> str:
              f"| only this right / only pipeline right (p) |{extra}", "|---|---|---|---|---|---|" + "---|" * bool(against)]
     for key, row in summary.items():
         worst = min(row["accuracy_by_source"].items(), key=lambda kv: kv[1])
-        pairs = [row] + [row["against"]] * bool(against)
+        pairs = [row, row["against"]] if against else [row]
         lines.append(f"| {key} | {row['accuracy']:.3f} | {row['macro_f1']:.3f} | "
                      f"{' / '.join(f'{v:.3f}' for v in row['recall'].values())} | {worst[0]} {worst[1]:.3f} | "
-                     + "".join(f"{p['only_this_right']} / {p['only_pipeline_right']} ({p['p_value']}) |" for p in pairs))
+                     + " ".join(f"{p['only_this_right']} / {p['only_pipeline_right']} ({p['p_value']}) |" for p in pairs))
     return "\n".join(lines)
 
 

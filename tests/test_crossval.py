@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.crossval import paired_with, report
+from benchmarks.crossval import paired_with, report, table
 
 LABELS = np.array([0, 1, 2, 3, 0, 1, 2, 3])
 ROWS = [{"source": "a" if i % 2 else "b"} for i in range(len(LABELS))]
@@ -23,6 +23,7 @@ def test_several_seeds_are_scored_averaged_and_each_on_its_own():
     assert summary["pipeline/plain seed 2"]["accuracy"] == 0.75
     assert summary["pipeline/plain seed 2"]["only_pipeline_right"] == 2  # paired with the average
     assert summary["pipeline/plain"]["predicted"] == LABELS.tolist()  # the surer member outvotes
+    assert "| pipeline/plain seed 2 | 0.750 |" in table(summary, None)
 
 
 def test_rows_are_paired_with_an_earlier_run_on_the_same_photos(tmp_path):
@@ -34,6 +35,7 @@ def test_rows_are_paired_with_an_earlier_run_on_the_same_photos(tmp_path):
                                                   "flip": _probabilities(list(LABELS))}}, [1])
     paired_with(LABELS, now, earlier, folds=5, fold_seed=1)
     assert now["pipeline/plain"]["against"] == {"only_this_right": 2, "only_pipeline_right": 0, "p_value": 0.5}
+    assert "| 0 / 0 (1.0) | 2 / 0 (0.5) |" in table(now, earlier)
     with pytest.raises(SystemExit, match="before.json: other photos or folds"):
         paired_with(LABELS, now, earlier, folds=3, fold_seed=1)
     with pytest.raises(SystemExit, match="before.json has no row 'pipeline/plain seed 7'"):
