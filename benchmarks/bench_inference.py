@@ -4,7 +4,8 @@
 
 For one candidate's untrained model (data/features/<candidate>/base.keras, as features@ builds it), three
 numbers in images per second, each after a warm-up that builds the graph:
-- `limit`: the feature extractor on images already decoded in memory: no input pipeline at all;
+- `limit`: the feature extractor on images already decoded in memory, predicted in the same chunks of
+  stages.features.CHUNK: no input pipeline at all;
 - `extract`: stages.features.extract on the training image files, as features@ computes its cache
   (decode a chunk of files, predict it, and so on);
 - `decode`: decoding and resizing the same files alone (facemask.images.load_batch).
@@ -35,16 +36,17 @@ def main() -> None:
     from facemask.model import feature_extractor, load
     from facemask.params import load_params
     from facemask.splits import training_images
-    from stages.features import OUT_ROOT, extract
+    from stages.features import CHUNK, OUT_ROOT, extract
 
     size = read_json(OUT_ROOT / args.candidate / "meta.json")["image_size"]
     batch_size = load_params().features.batch_size
     extractor = feature_extractor(load(OUT_ROOT / args.candidate / "base.keras"))
     paths = training_images()[0][:args.images]
-    decoded = load_batch(paths, size)
-    extractor.predict(decoded[:batch_size], batch_size=batch_size, verbose=0)  # warm-up: builds the graph
-    speeds = {"limit": per_second(len(paths), lambda: extractor.predict(decoded, batch_size=batch_size, verbose=0)),
-              "extract": per_second(len(paths), lambda: extract(extractor, paths, size, batch_size, "extract")),
+    chunks = [load_batch(paths[i:i + CHUNK], size) for i in range(0, len(paths), CHUNK)]
+    extractor.predict(chunks[0], batch_size=batch_size, verbose=0)  # warm-up: builds the graph
+    speeds = {"extract": per_second(len(paths), lambda: extract(extractor, paths, size, batch_size, "extract")),
+              "limit": per_second(len(paths), lambda: [extractor.predict(chunk, batch_size=batch_size, verbose=0)
+                                                       for chunk in chunks]),
               "decode": per_second(len(paths), lambda: load_batch(paths, size))}
     result = {"candidate": args.candidate, "image_size": size, "images": len(paths), "batch_size": batch_size,
               "images_per_second": speeds, "extract_share_of_limit": round(speeds["extract"] / speeds["limit"], 3)}
