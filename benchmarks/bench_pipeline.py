@@ -64,6 +64,8 @@ def full_repro(cwd: Path | None = None) -> dict:
     stages = {}
     for name in dvc_lines(["stage", "list", "--name-only"], cwd).split():
         stages[name] = timed(f"dvc repro --force --single-item {shlex.quote(name)}", cwd)
+        print(f"bench_pipeline: {name}{f' ({cwd.name})' if cwd else ''} {stages[name]['seconds']} s, "
+              f"peak {stages[name]['peak_mib']} MiB", flush=True)
         if stages[name]["status"]:
             sys.exit(f"stage {name} failed{f' in {cwd}' if cwd else ''}; fix it and run the benchmark again")
     champion = read_json((cwd or Path()) / "metrics/best.json")["winner"]
@@ -235,6 +237,7 @@ def main() -> None:
                                 check=True).stdout.strip()
         baseline = baseline_checkout(commit)
         results["baseline"] = {"commit": commit, **full_repro(baseline)}
+        out.write_text(json.dumps(results, indent=2) + "\n")  # kept should this checkout's run fail
     if not args.skip_repro:
         results |= full_repro()
         out.write_text(json.dumps(results, indent=2) + "\n")
