@@ -92,7 +92,7 @@ def trained_project(tmp_path_factory) -> Path:
         for name in ("dvc.yaml", "stages", "facemask"):
             (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
         params = _tiny_params()
-        params["synthesize"]["old_from_pool"] = 0
+        params["synthesize"].update(old_from_pool=0, worn_wrong_from_pool=0)  # no pool in this project
         params["train"]["patience"] = 10
         params["candidates"][BACKBONE]["train"].update(TRAIN)
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -34,7 +34,8 @@ def tiny_project(root: Path) -> Path:
     params = _tiny_params()
     params["candidates"] = {CANDIDATE: {"backbones": ["MobileNetV2"], "image_size": 32, "weights": "none", "train": {
         "epochs": 1, "fine_tune_epochs": 0, "batch_size": 16, "learning_rate": 0.01, "dropout": 0.3}}}
-    params["synthesize"].update(pool="../pool", old_from_pool=2, young_from_train=0)
+    params["synthesize"].update(pool="../pool", old_from_pool=2, young_from_train=0, worn_wrong_from_train=0,
+                                worn_wrong_from_pool=0)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (project / ".gitignore").write_text("mlflow.db\nmlruns/\n__pycache__/\n")
     generate(project / "dataset", per_class=12, size=40)  # the fewest that leave val and test a photo per class

@@ -91,7 +91,7 @@ def project(server, tmp_path_factory) -> Path:
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
     params = _tiny_params()
     params["candidates"] = {name: params["candidates"][name] for name in CANDIDATES}
-    params["synthesize"]["old_from_pool"] = 0
+    params["synthesize"].update(old_from_pool=0, worn_wrong_from_pool=0)  # no pool in this project
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     generate(root / "dataset", per_class=12, size=40)
     env = client_env(server)
