@@ -106,7 +106,7 @@ def champion_predictions(root: Path) -> tuple[str, dict]:
 
 def against_baseline(baseline: Path) -> dict:
     """The two champions' test scores and the photos only one of them gets right (exact McNemar)."""
-    from scipy.stats import binomtest
+    from facemask.evaluation import mcnemar
 
     scores = {}
     for side, root in (("baseline", baseline), ("now", Path())):
@@ -117,9 +117,7 @@ def against_baseline(baseline: Path) -> dict:
     before, now = scores["baseline"].pop("right"), scores["now"].pop("right")
     if before.keys() != now.keys():
         sys.exit("the baseline's test split holds other photos than this checkout's: compare on the same split")
-    wins = sum(now[f] and not before[f] for f in now)
-    losses = sum(before[f] and not now[f] for f in now)
-    p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+    wins, losses, p = mcnemar([before[f] for f in now], list(now.values()))
     return scores | {"only_now_right": wins, "only_baseline_right": losses, "p_value": round(float(p), 4)}
 
 
@@ -131,10 +129,10 @@ def side_by_side(results: dict) -> str:
         old, new = before["stages"].get(name), now["stages"].get(name)
         lines.append(f"| {name} | {old['seconds'] if old else '-'} | {new['seconds'] if new else '-'} | "
                      f"{old['peak_mib'] if old else '-'} / {new['peak_mib'] if new else '-'} |")
-    for key, label in (("full_repro_seconds", "**full `dvc repro`**"),):
-        lines.append(f"| {label} | {before[key]} | {now[key]} ({now[key] / before[key]:.0%}) | "
-                     f"{max(r['peak_mib'] for r in before['stages'].values())} / "
-                     f"{max(r['peak_mib'] for r in now['stages'].values())} |")
+    old, new = before["full_repro_seconds"], now["full_repro_seconds"]
+    lines.append(f"| **full `dvc repro`** | {old} | {new} ({new / old:.0%}) | "
+                 f"{max(r['peak_mib'] for r in before['stages'].values())} / "
+                 f"{max(r['peak_mib'] for r in now['stages'].values())} |")
     old, new = before["champion_train_change_seconds"], now["champion_train_change_seconds"]
     lines.append(f"| a change to the champion's training ({', '.join(new['stages'])}) | {old['seconds']} | "
                  f"{new['seconds']} | |")

@@ -145,11 +145,9 @@ def scores(labels: np.ndarray, rows: list[dict], probabilities: np.ndarray) -> d
 
 def mcnemar(labels: np.ndarray, baseline: np.ndarray, other: np.ndarray) -> dict:
     """Photos only `other` gets right, only `baseline` gets right, and the exact two-sided p-value."""
-    from scipy.stats import binomtest
+    from facemask.evaluation import mcnemar as paired
 
-    base_right, other_right = baseline.argmax(1) == labels, other.argmax(1) == labels
-    wins, losses = int(np.sum(other_right & ~base_right)), int(np.sum(base_right & ~other_right))
-    p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+    wins, losses, p = paired(baseline.argmax(1) == labels, other.argmax(1) == labels)
     return {"only_this_right": wins, "only_pipeline_right": losses, "p_value": round(float(p), 4)}
 
 
@@ -176,8 +174,8 @@ def paired_with(labels: np.ndarray, summary: dict, against: Path, folds: int, fo
     if row not in other["scores"]:
         raise SystemExit(f"{against} has no row {row!r}; it has {', '.join(other['scores'])}")
     baseline = np.eye(labels.max() + 1)[other["scores"][row]["predicted"]]
-    for row in summary.values():
-        row["against"] = mcnemar(labels, baseline, np.eye(labels.max() + 1)[row["predicted"]])
+    for scored in summary.values():
+        scored["against"] = mcnemar(labels, baseline, np.eye(labels.max() + 1)[scored["predicted"]])
 
 
 def table(summary: dict, against: Path | None) -> str:

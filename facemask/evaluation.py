@@ -62,3 +62,11 @@ def reframed_scores(y_true, predict: Callable[[str], np.ndarray]) -> dict:
 def member_scores(y_true, predictions: dict) -> dict:
     """Accuracy and macro-F1 of each member of an averaged model on its own ({name: predicted labels})."""
     return {str(name): headline(y_true, y_pred) for name, y_pred in predictions.items()}
+
+
+def mcnemar(base_right, other_right) -> tuple[int, int, float]:
+    """Paired comparison of two models on the same items (boolean arrays: was each one right?): the items
+    only `other` gets right, only `base` gets right, and the exact two-sided McNemar p-value."""
+    base_right, other_right = np.asarray(base_right, bool), np.asarray(other_right, bool)
+    wins, losses = int(np.sum(other_right & ~base_right)), int(np.sum(base_right & ~other_right))
+    return wins, losses, binomtest(wins, wins + losses).pvalue if wins + losses else 1.0

@@ -41,3 +41,13 @@ def test_reframed_scores_score_each_view_and_average_macro_f1():
     assert scores["tighter"] == {"accuracy": 1.0, "macro_f1": 1.0}
     assert scores["wider_edge"]["accuracy"] == scores["wider_black"]["accuracy"] == 0.0
     assert set(scores) == {*REFRAMINGS, "mean_macro_f1"} and scores["mean_macro_f1"] == pytest.approx(1 / 3)
+
+
+def test_mcnemar_counts_the_items_only_one_model_gets_right_with_an_exact_p_value():
+    from facemask.evaluation import mcnemar
+
+    base = [True, True, False, False, True, False]
+    other = [True, False, True, True, True, True]
+    wins, losses, p = mcnemar(base, other)
+    assert (wins, losses) == (3, 1) and p == pytest.approx(0.625)
+    assert mcnemar(base, base) == (0, 0, 1.0)
