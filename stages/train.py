@@ -31,7 +31,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from facemask import CLASSES
 from facemask.checkpoint import Checkpoint, fingerprint
-from facemask.distribute import training_strategy
+from facemask.distribute import KERAS_VALIDATION_BATCH, require_even_first_batches, training_strategy
 from facemask.evaluation import classification_metrics, member_scores, reframed_scores
 from facemask.files import read_json, write_csv, write_json
 from facemask.images import ImageFiles, load_batch
@@ -72,6 +72,22 @@ class Batches(keras.utils.PyDataset):
     def __getitem__(self, i: int):
         rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
         return self.x[rows], self.targets[rows], self.weights[rows]
+
+    def feed(self, strategy: tf.distribute.Strategy) -> "Batches | tf.data.Dataset":
+        """What fit() is given: these batches; over several devices the same batches in the same order as a
+        tf.data pipeline. (There fit() first takes one batch from an iterator that it then drops, and a
+        PyDataset's loader threads let that iterator's batches into the epoch: another order than one device
+        sees, measured.)"""
+        if strategy.num_replicas_in_sync == 1:
+            return self
+        specs = [tf.TensorSpec((None, *part.shape[1:]), part.dtype) for part in self[0]]
+
+        def load(index):
+            parts = tf.numpy_function(lambda i: self[int(i)], [index], [spec.dtype for spec in specs])
+            return tuple(tf.ensure_shape(part, spec.shape) for part, spec in zip(parts, specs, strict=True))
+
+        return (tf.data.Dataset.range(len(self)).map(load, num_parallel_calls=LOADERS, deterministic=True)
+                .prefetch(LOADERS))
 
     def release(self) -> None:
         """Drop the arrays once training is over (fit() does). TensorFlow's from_generator registry keeps
@@ -159,12 +175,14 @@ def fit(model: keras.Model, data: Batches, validation: tuple, epochs: int, patie
         epoch, wait, best, stopped = saved["epoch"], saved["wait"], saved["best"], saved["stopped"]
     else:
         rows, best_weights, epoch, wait, best, stopped = list(rows), None, 0, 0, math.inf, False
+    require_even_first_batches(model.distribute_strategy, {
+        "training": (len(data.targets), data.batch_size), "validation": (len(validation[1]), KERAS_VALIDATION_BATCH)})
     while epoch < epochs and not stopped:
         data.shuffle(epoch)
         progress = BatchBar(f"{checkpoint.path.parent.parent.name} {checkpoint.path.parent.name} {phase} "
                             f"epoch {epoch + 1}/{epochs}", len(data))
-        logs = model.fit(data, validation_data=validation, initial_epoch=epoch, epochs=epoch + 1,
-                         shuffle=False, verbose=0, callbacks=[progress]).history
+        logs = model.fit(data.feed(model.distribute_strategy), validation_data=validation, initial_epoch=epoch,
+                         epochs=epoch + 1, shuffle=False, verbose=0, callbacks=[progress]).history
         logs = {k: float(v[-1]) for k, v in logs.items()}
         rows.append({"epoch": len(rows) + 1, "phase": phase, **{k: round(v, 5) for k, v in logs.items()}})
         mlflow.log_metrics(logs, step=len(rows))

@@ -1,13 +1,16 @@
-"""train.distribute: mirrored trains on two devices (two logical CPU devices stand in for two GPUs) a model
-that loads in safe mode and scores like the one-device model; with one device it says so and trains on it."""
+"""train.distribute: mirrored trains on two devices (two logical CPU devices stand in for two GPUs): the head
+phase as one device computes it, then a fine-tune that learns and a model that loads in safe mode; with one
+device it says so and trains on it. A set too small to split evenly is refused before fit() hangs."""
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import yaml
 
-from facemask.distribute import training_strategy
+from facemask import UserError
+from facemask.distribute import require_even_first_batches, training_strategy
 from facemask.files import read_csv, read_json
 from tests.conftest import REPO
 from tests.pipeline_support import BACKBONE, trained_project
@@ -21,14 +24,15 @@ tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU"
 sys.argv = ["stages.train", sys.argv[1]]
 runpy.run_module("stages.train", run_name="__main__")
 """
-# The two runs differ in how a batch is split (each device normalises its half in the BatchNorm layers
-# that train without pretrained weights) and in the order of the gradient sum, not in what they learn.
-# One model fine-tuned for a fixed number of epochs (no early stop), so both runs take the same steps.
-RECIPE = {"epochs": 0, "fine_tune_epochs": 2, "fine_tune_layers": "all", "fine_tune_learning_rate": 0.001, "seeds": None}
-# Measured on 2026-11-30: training loss 1.366 / 1.281 (epoch 1), 0.889 / 0.900 (epoch 2); validation loss
-# 1.3865 / 1.3866 (these two tiny epochs stay at chance on validation).
-LOSS_TOLERANCE = 0.1  # relative, per epoch, training and validation loss
-VAL_ACCURACY_TOLERANCE = 0.125  # one of the eight validation images
+# Phase 1 (the head on cached features, no dropout) has no batch statistics: over two devices it must compute
+# what one device computes, up to the order of float sums. Phase 2 fine-tunes every layer of a backbone
+# without weights: its BatchNorm normalises each device's half batch, so the runs differ there and the test
+# asks only that both learn. Patience 10: no early stop, both runs take the same steps.
+RECIPE = {"epochs": 2, "dropout": 0.0, "fine_tune_epochs": 2, "fine_tune_layers": "all",
+          "fine_tune_learning_rate": 0.001, "seeds": None}
+# Measured on 2026-11-30: phase 1 equal in all 5 decimals history.csv keeps (loss 1.38759, 1.38779); with fit()
+# given the PyDataset itself over two devices, 3e-4 apart (1.38718). Phase 2's loss fell to 0.69x in both runs.
+HEAD_TOLERANCE = 1e-4  # relative, per epoch, training and validation loss
 
 
 def test_mirrored_with_one_device_says_so_and_uses_the_default_strategy(capsys):
@@ -52,13 +56,16 @@ def _train(project, distribute: str) -> tuple[dict, list[dict], str]:
 
 
 @pytest.mark.slow
-def test_mirrored_on_two_logical_cpus_matches_one_device_within_tolerance(tmp_path_factory):
+def test_mirrored_on_two_logical_cpus_computes_the_head_phase_as_one_device_and_fine_tunes(tmp_path_factory):
     project = trained_project(tmp_path_factory)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["candidates"][BACKBONE]["train"].update(RECIPE)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    one_device, one_history, _ = _train(project, "none")
-    two_devices, two_history, stdout = _train(project, "mirrored")
+    batch_size = params["candidates"][BACKBONE]["train"]["batch_size"]
+    training_images = len(np.load(project / "data" / "features" / BACKBONE / "features.npz")["train_y"])
+    assert training_images % batch_size % 2 == 0, "an odd last batch is averaged per device: pick another size"
+    _, one_history, _ = _train(project, "none")
+    _, two_history, stdout = _train(project, "mirrored")
     assert "train.distribute: mirrored over 2 devices" in stdout
 
     from facemask.model import load
@@ -66,8 +73,19 @@ def test_mirrored_on_two_logical_cpus_matches_one_device_within_tolerance(tmp_pa
     model = load(project / "models" / "candidates" / BACKBONE / "model.keras")  # safe mode
     probabilities = model.predict(np.zeros((1, 40, 40, 3), np.float32), verbose=0)
     assert probabilities.shape == (1, 4) and np.isclose(probabilities.sum(), 1, atol=1e-5)
-    assert abs(two_devices["accuracy"] - one_device["accuracy"]) <= VAL_ACCURACY_TOLERANCE
-    assert len(two_history) == len(one_history) == RECIPE["fine_tune_epochs"]
-    for one, two in zip(one_history, two_history, strict=True):
+    phases = ["head"] * RECIPE["epochs"] + ["fine_tune"] * RECIPE["fine_tune_epochs"]
+    assert [row["phase"] for row in one_history] == [row["phase"] for row in two_history] == phases
+    for one, two in zip(one_history[:RECIPE["epochs"]], two_history, strict=False):
         for loss in ("loss", "val_loss"):
-            assert float(two[loss]) == pytest.approx(float(one[loss]), rel=LOSS_TOLERANCE), (one, two)
+            assert float(two[loss]) == pytest.approx(float(one[loss]), rel=HEAD_TOLERANCE), (one, two)
+    for history in (one_history, two_history):
+        fine_tune = [float(row["loss"]) for row in history if row["phase"] == "fine_tune"]
+        assert fine_tune[-1] < 0.9 * fine_tune[0], history
+
+
+def test_a_set_smaller_than_a_batch_that_does_not_split_evenly_is_refused_before_fit_hangs():
+    two_devices = SimpleNamespace(num_replicas_in_sync=2)
+    require_even_first_batches(two_devices, {"training": (71, 16), "validation": (40, 32)})  # first batches 16, 32
+    with pytest.raises(UserError, match="validation set's first batch has 7 images.*train.distribute: none"):
+        require_even_first_batches(two_devices, {"training": (71, 16), "validation": (7, 32)})
+    require_even_first_batches(SimpleNamespace(num_replicas_in_sync=1), {"training": (7, 16)})
