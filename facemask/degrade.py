@@ -16,7 +16,7 @@ BLUR_RADIUS = 0.015  # Gaussian blur radius, as a fraction of the image's shorte
 JPEG_QUALITY = 20
 # Augment's range per degradation (low, high), drawn uniformly: dark's light gain, noise's sigma, blur's
 # radius fraction, JPEG's quality (whole numbers). The dark gamma is drawn from DARK_GAMMA_RANGE.
-AUGMENT_LEVELS = {"dark": (0.2, 0.6), "noise": (5.0, 25.0), "blur": (0.005, 0.02), "jpeg": (10, 40)}
+AUGMENT_LEVELS = {"dark": (0.2, 0.6), "noise": (10.0, 30.0), "blur": (0.008, 0.025), "jpeg": (10, 40)}
 DARK_GAMMA_RANGE = (1.0, 2.0)
 
 
