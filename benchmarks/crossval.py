@@ -144,10 +144,11 @@ def scores(labels: np.ndarray, rows: list[dict], probabilities: np.ndarray) -> d
 
 
 def mcnemar(labels: np.ndarray, baseline: np.ndarray, other: np.ndarray) -> dict:
-    """Photos only `other` gets right, only `baseline` gets right, and the exact two-sided p-value."""
+    """Photos only `other` gets right, only `baseline` gets right (predicted labels), and the exact two-sided
+    p-value."""
     from facemask.evaluation import mcnemar as paired
 
-    wins, losses, p = paired(baseline.argmax(1) == labels, other.argmax(1) == labels)
+    wins, losses, p = paired(np.asarray(baseline) == labels, np.asarray(other) == labels)
     return {"only_this_right": wins, "only_pipeline_right": losses, "p_value": round(float(p), 4)}
 
 
@@ -159,8 +160,8 @@ def report(labels: np.ndarray, rows: list[dict], results: dict, seeds: list[int]
                 for name in names for view in ("plain", "flip")}
     if len(seeds) > 1:
         averaged |= {f"{name}/plain seed {seed}": results[(name, seed)]["plain"] for name in names for seed in seeds}
-    baseline = averaged[f"{names[0]}/plain"]
-    return {key: scores(labels, rows, probs) | mcnemar(labels, baseline, probs)
+    baseline = averaged[f"{names[0]}/plain"].argmax(axis=1)
+    return {key: scores(labels, rows, probs) | mcnemar(labels, baseline, probs.argmax(axis=1))
             | {"predicted": probs.argmax(axis=1).tolist()} for key, probs in averaged.items()}
 
 
@@ -173,9 +174,8 @@ def paired_with(labels: np.ndarray, summary: dict, against: Path, folds: int, fo
         raise SystemExit(f"{against}: other photos or folds than this run; run both on the same split and --folds")
     if row not in other["scores"]:
         raise SystemExit(f"{against} has no row {row!r}; it has {', '.join(other['scores'])}")
-    baseline = np.eye(labels.max() + 1)[other["scores"][row]["predicted"]]
     for scored in summary.values():
-        scored["against"] = mcnemar(labels, baseline, np.eye(labels.max() + 1)[scored["predicted"]])
+        scored["against"] = mcnemar(labels, other["scores"][row]["predicted"], scored["predicted"])
 
 
 def table(summary: dict, against: Path | None) -> str:

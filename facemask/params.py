@@ -7,7 +7,7 @@ hour later; an unknown key is refused (with the closest known name), never silen
 import difflib
 from functools import reduce
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -99,6 +99,7 @@ class Split(Section):
 
 
 class Synthesize(Section):
+    POOL_COUNTS: ClassVar[tuple[str, ...]] = ("old_from_pool", "worn_wrong_from_pool")  # faces drawn from `pool`
     # Text only: the pool may be absent where the data is (then old_from_pool: 0); synthesize checks the folder.
     pool: Annotated[Text | None, Field(description="a non-empty text")] = None
     old_from_pool: Whole(0) = 0
@@ -114,11 +115,15 @@ class Synthesize(Section):
 
     @model_validator(mode="after")
     def _pool_when_used(self):
-        using = [name for name in ("old_from_pool", "worn_wrong_from_pool") if getattr(self, name) > 0]
+        using = [name for name in self.POOL_COUNTS if getattr(self, name) > 0]
         if using and self.pool is None:
             zeros = " and ".join(f"{name}: 0" for name in using)
             raise ValueError(f"pool is missing; set it to a folder of aligned older faces, or set {zeros}")
         return self
+
+    @property
+    def uses_pool(self) -> bool:
+        return any(getattr(self, name) > 0 for name in self.POOL_COUNTS)
 
 
 class Augment(Section):

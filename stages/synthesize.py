@@ -66,14 +66,14 @@ def pool_faces(params: Synthesize) -> list[Path]:
     """The pool's images, sorted; a UserError naming the settings when the folder is missing."""
     pool = project_path(params.pool)  # from the project root, also in a queued experiment's copy
     if not pool.is_dir():
-        raise UserError(f"synthesize.pool={pool} is not a folder of aligned older faces; point it at one "
-                        "or set synthesize.old_from_pool: 0 and synthesize.worn_wrong_from_pool: 0")
+        zeros = " and ".join(f"synthesize.{name}: 0" for name in params.POOL_COUNTS)
+        raise UserError(f"synthesize.pool={pool} is not a folder of aligned older faces; point it at one or set {zeros}")
     return sorted(p for p in pool.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def main() -> None:
     params = load_params().synthesize
-    pool = pool_faces(params) if params.old_from_pool > 0 or params.worn_wrong_from_pool > 0 else []
+    pool = pool_faces(params) if params.uses_pool else []
     old_faces = pick(pool, params.old_from_pool, params.seed)
     unmasked = unmasked_training_faces(split_rows("train"), set(params.aligned_sources))
     young_faces = pick([path for label, path in unmasked if label == "without_mask_young"], params.young_from_train,

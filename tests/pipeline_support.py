@@ -13,6 +13,7 @@ import yaml
 
 from facemask.datasets import generate
 from facemask.files import read_json
+from facemask.params import Synthesize
 from tests.conftest import REPO, tree_digest
 from tests.test_dvc_pipeline import _tiny_params, dvc
 
@@ -92,7 +93,7 @@ def trained_project(tmp_path_factory) -> Path:
         for name in ("dvc.yaml", "stages", "facemask"):
             (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
         params = _tiny_params()
-        params["synthesize"].update(old_from_pool=0, worn_wrong_from_pool=0)  # no pool in this project
+        params["synthesize"].update(dict.fromkeys(Synthesize.POOL_COUNTS, 0))  # no pool in this project
         params["train"]["patience"] = 10
         params["candidates"][BACKBONE]["train"].update(TRAIN)
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from facemask.datasets import generate
+from facemask.params import Synthesize
 from tests.conftest import REPO, tree_digest
 from tests.test_dvc_pipeline import _tiny_params
 
@@ -42,7 +43,7 @@ def tiny_params() -> dict:
     small = {"backbones": ["MobileNetV2"], "image_size": 32, "weights": "none"}
     train = {"epochs": 2, "fine_tune_epochs": 0, "batch_size": 16, "learning_rate": 0.01, "dropout": 0.3}
     params["candidates"] = {OTHER: {**small, "train": train}, CHANGED: {**small, "train": dict(train)}}
-    params["synthesize"].update(old_from_pool=0, worn_wrong_from_pool=0)  # no pool in this project
+    params["synthesize"].update(dict.fromkeys(Synthesize.POOL_COUNTS, 0))  # no pool in this project
     params["ci"] = {"max_drop": 1.0}
     return params
 

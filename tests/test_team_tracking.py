@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from facemask.datasets import generate
+from facemask.params import Synthesize
 from tests.conftest import REPO
 from tests.test_dvc_pipeline import _tiny_params
 
@@ -91,7 +92,7 @@ def project(server, tmp_path_factory) -> Path:
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
     params = _tiny_params()
     params["candidates"] = {name: params["candidates"][name] for name in CANDIDATES}
-    params["synthesize"].update(old_from_pool=0, worn_wrong_from_pool=0)  # no pool in this project
+    params["synthesize"].update(dict.fromkeys(Synthesize.POOL_COUNTS, 0))  # no pool in this project
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     generate(root / "dataset", per_class=12, size=40)
     env = client_env(server)
