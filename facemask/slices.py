@@ -31,8 +31,12 @@ Predict = Callable[[list[np.ndarray]], np.ndarray]  # decoded RGB images -> pred
 
 def degraded_images(images: list[np.ndarray], kind: str, seed: int = SEED) -> list[np.ndarray]:
     """Each image degraded by `kind`, image i with its own generator (seed, kind, i): order-independent."""
-    index = DEGRADATIONS.index(kind)
-    return [degrade(rgb, kind, np.random.default_rng((seed, index, i))) for i, rgb in enumerate(images)]
+    return [degraded_image(rgb, kind, i, seed) for i, rgb in enumerate(images)]
+
+
+def degraded_image(rgb: np.ndarray, kind: str, i: int, seed: int = SEED) -> np.ndarray:
+    """Image number `i` of a set degraded by `kind`, with its own generator (seed, kind, i)."""
+    return degrade(rgb, kind, np.random.default_rng((seed, DEGRADATIONS.index(kind), i)))
 
 
 def worn_wrong_face(row: dict) -> bool:

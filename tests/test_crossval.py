@@ -1,4 +1,5 @@
-"""crossval's report: seed members beside their average, and pairing with a run on other data."""
+"""crossval's report: seed members beside their average, degraded views' drops, and pairing with a run on
+other data."""
 import json
 
 import numpy as np
@@ -40,3 +41,13 @@ def test_rows_are_paired_with_an_earlier_run_on_the_same_photos(tmp_path):
         paired_with(LABELS, now, earlier, folds=3, fold_seed=1)
     with pytest.raises(SystemExit, match="before.json has no row 'pipeline/plain seed 7'"):
         paired_with(LABELS, now, earlier, folds=5, fold_seed=1, row="pipeline/plain seed 7")
+
+
+def test_each_degraded_view_reports_its_drop_from_plain():
+    right, three_wrong = _probabilities(list(LABELS)), _probabilities([1, 1, 2, 3, 1, 1, 2, 0])
+    summary = report(LABELS, ROWS, {("pipeline", 1): {"plain": right, "flip": right, "noise": three_wrong}}, [1])
+    assert summary["pipeline/noise"]["accuracy"] == 0.625
+    assert summary["pipeline/noise"]["drop"] == 0.375
+    assert summary["pipeline/noise"]["only_pipeline_right"] == 3
+    assert "drop" not in summary["pipeline/flip"]
+    assert "| pipeline/noise | 0.625 (+0.375) |" in table(summary, None)
