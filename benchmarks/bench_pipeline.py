@@ -68,7 +68,7 @@ def full_repro(cwd: Path | None = None) -> dict:
               f"peak {stages[name]['peak_mib']} MiB", flush=True)
         if stages[name]["status"]:
             sys.exit(f"stage {name} failed{f' in {cwd}' if cwd else ''}; fix it and run the benchmark again")
-    champion = read_json((cwd or Path()) / "metrics/best.json")["winner"]
+    champion = champion_name(cwd or Path())
     rerun = re.findall(r"Running stage '([^']+)'",
                        dvc_lines(["repro", "--dry", "--force", "--downstream", f"train@{champion}"], cwd))
     return {"stages": stages, "full_repro_seconds": round(sum(r["seconds"] for r in stages.values()), 1),
@@ -97,9 +97,14 @@ def link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
+def champion_name(root: Path) -> str:
+    """The candidate that select chose in the checkout at `root`."""
+    return read_json(root / "metrics/best.json")["winner"]
+
+
 def champion_predictions(root: Path) -> tuple[str, dict]:
     """The champion's name and its test predictions {file: (actual, predicted)} in the checkout at `root`."""
-    champion = read_json(root / "metrics/best.json")["winner"]
+    champion = champion_name(root)
     with open(root / "reports" / champion / "predictions.csv", newline="") as f:
         return champion, {row["file"]: (row["actual"], row["predicted"]) for row in csv.DictReader(f)}
 

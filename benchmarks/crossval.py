@@ -13,8 +13,8 @@ the held-out photos as they are, mirrored (flip test-time averaging: the mean of
 evaluate's slices degrade the test split (dark, noise, blur, jpeg20: facemask.slices), so that the
 drop from plain is measured on ~1,800 photos rather than the test split's 208.
 The test split is never read. Each (recipe, seed, fold) is saved in .crossval/ as it finishes, under a
-digest of its params, data and training code, so a killed run goes on where it stopped and a change
-to any of them trains again. Writes benchmarks/results/crossval.json and prints a table; each
+digest of its params, training images (their bytes), split and training code, so a killed run goes on
+where it stopped and a change to any of them trains again. Writes benchmarks/results/crossval.json and prints a table; each
 recipe and view is paired against `pipeline` as it is (exact McNemar test on the photos one of the two
 gets right and the other wrong).
 """
@@ -111,6 +111,9 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
 
     rows, fold = fold_of_photos(folds, seeds[0])
     labels = np.array([CLASSES.index(r["label"]) for r in rows])
+    # The training images' own bytes: an augment or synthesize change that keeps augment.csv's file names
+    # (a blur share, a level in facemask.degrade) must train again.
+    training_images = fingerprint({}, sorted(path for path in AUGMENTED_DIR.rglob("*") if path.is_file()))
     image_fold = fold_of_training_images(rows, fold)
     size = None
     results = {}
@@ -119,8 +122,9 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
             params = TrainingRecipe.model_validate(
                 load_params().recipe(backbone).model_dump() | recipe | {"seeds": None, "seed": seed})
             # A fold's cache is valid only for these params, folds, data and training code.
-            digest = fingerprint({"params": params.model_dump(), "folds": folds, "fold_seed": seeds[0], "views": VIEWS}, [
-                AUGMENTED_DIR / "augment.csv", SPLIT_DIR / "split.csv", FEATURES_ROOT / backbone / "meta.json", *CODE])
+            digest = fingerprint({"params": params.model_dump(), "folds": folds, "fold_seed": seeds[0], "views": VIEWS,
+                                  "training_images": training_images},
+                                 [SPLIT_DIR / "split.csv", FEATURES_ROOT / backbone / "meta.json", *CODE])
             probs = {view: np.zeros((len(rows), len(CLASSES))) for view in VIEWS}
             for k in range(folds):
                 cached = CACHE / backbone / f"{name}_seed{seed}_fold{k}of{folds}_{digest[:12]}.npz"

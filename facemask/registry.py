@@ -51,7 +51,7 @@ class FaceClassifier(mlflow.pyfunc.PythonModel):
 
         self.predictor = Predictor(load(context.artifacts[KERAS_ARTIFACT]), make_detector())
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[dict]:
         whole_image = bool((params or {}).get("whole_image", False))
         records = []
         for number, row in enumerate(model_input.to_dict("records")):
