@@ -14,9 +14,9 @@ evaluate's slices degrade the test split (dark, noise, blur, jpeg20: facemask.sl
 drop from plain is measured on ~1,800 photos rather than the test split's 208.
 The test split is never read. Each (recipe, seed, fold) is saved in .crossval/ as it finishes, under a
 digest of its params, training images (their bytes), split and training code, so a killed run goes on
-where it stopped and a change to any of them trains again. Writes benchmarks/results/crossval.json and prints a table; each
-recipe and view is paired against `pipeline` as it is (exact McNemar test on the photos one of the two
-gets right and the other wrong).
+where it stopped and a change to any of them trains again. Writes benchmarks/results/crossval.json and
+prints a table; each recipe and view is paired against `pipeline` as it is (exact McNemar test on the
+photos one of the two gets right and the other wrong).
 """
 import argparse
 import gc
@@ -121,7 +121,7 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
         for seed in seeds:
             params = TrainingRecipe.model_validate(
                 load_params().recipe(backbone).model_dump() | recipe | {"seeds": None, "seed": seed})
-            # A fold's cache is valid only for these params, folds, data and training code.
+            # A fold's cache is valid only for these params, folds, views, data and training code.
             digest = fingerprint({"params": params.model_dump(), "folds": folds, "fold_seed": seeds[0], "views": VIEWS,
                                   "training_images": training_images},
                                  [SPLIT_DIR / "split.csv", FEATURES_ROOT / backbone / "meta.json", *CODE])
@@ -174,8 +174,8 @@ def mcnemar(labels: np.ndarray, baseline: np.ndarray, other: np.ndarray) -> dict
 
 def report(labels: np.ndarray, rows: list[dict], results: dict, seeds: list[int]) -> dict:
     """Scores per (recipe, view), with the seeds' probabilities averaged, paired against pipeline/plain,
-    and each degraded view's accuracy drop from its recipe's plain; with several seeds, each seed's plain model on
-    its own too (is the average worth its cost?)."""
+    and each degraded view's accuracy drop from its recipe's plain; with several seeds, each seed's plain
+    model on its own too (is the average worth its cost?)."""
     names = list(dict.fromkeys(name for name, _ in results))
     views = [view for view in VIEWS if view in next(iter(results.values()))]
     averaged = {f"{name}/{view}": np.mean([results[(name, seed)][view] for seed in seeds], axis=0)
