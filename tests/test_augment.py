@@ -10,7 +10,7 @@ from PIL import Image
 from facemask.degrade import AUGMENT_LEVELS, BLUR_RADIUS, DARK_GAIN, JPEG_QUALITY, NOISE_SIGMA, random_degrade
 from facemask.files import write_csv
 from facemask.params import Augment
-from stages.augment import CAMERA, augment, camera, copies_per_image
+from stages.augment import CAMERA, augment, camera, copies_per_image, traced, transform_pipeline
 from stages.ingest import ingest
 from stages.split import split
 from tests.conftest import tree_digest
@@ -58,6 +58,21 @@ def test_same_seed_gives_identical_files(tiny_dataset, tmp_path):
     augment(train_rows, tmp_path / "a", PARAMS)
     augment(train_rows, tmp_path / "b", PARAMS)
     assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
+
+
+def test_the_traced_transforms_give_the_eager_pixels_for_any_image_size():
+    import keras
+
+    def run(transform_of) -> list[np.ndarray]:
+        keras.utils.set_random_seed(PARAMS.seed)
+        transform = transform_of(transform_pipeline(PARAMS, PARAMS.seed))
+        photos = [_photo(0, 48), _photo(1, 64), _photo(0, 48), _photo(2, 80)]
+        return [np.asarray(transform(photo.astype(np.float32))) for photo in photos]
+
+    eager = run(lambda pipeline: lambda pixels: pipeline(pixels, training=True))
+    for once, again in zip(eager, run(traced), strict=True):
+        assert np.array_equal(once, again)
+    assert not np.array_equal(eager[0], eager[2])  # the same photo twice: each call draws new transforms
 
 
 def _photo(seed: int = 0, size: int = 64) -> np.ndarray:
