@@ -63,14 +63,16 @@ def fold_of_training_images(rows: list[dict], fold: np.ndarray) -> np.ndarray:
                      for r in read_csv(AUGMENTED_DIR / "augment.csv")])
 
 
-def degraded_views(paths: list, photos: np.ndarray, size: int) -> dict[str, np.ndarray]:
-    """The photos numbered `photos` (indices into `paths`) degraded as evaluate's slices degrade the test
-    split, photo i with the slices' generator for number i (the same pixels in any fold), at `size`."""
+def held_out_views(paths: list, photos: np.ndarray, size: int) -> dict[str, np.ndarray]:
+    """The photos numbered `photos` (indices into `paths`) at `size`, decoded once: as they are ("plain"),
+    and degraded as evaluate's slices degrade the test split, photo i with the slices' generator for
+    number i (the same pixels in any fold)."""
     from facemask.images import load_rgb, resize_batch
     from facemask.slices import degraded_image
 
     originals = {i: load_rgb(paths[i]) for i in photos}
-    return {kind: resize_batch([degraded_image(originals[i], kind, i) for i in photos], size) for kind in DEGRADATIONS}
+    return {"plain": resize_batch([originals[i] for i in photos], size)} | {
+        kind: resize_batch([degraded_image(originals[i], kind, i) for i in photos], size) for kind in DEGRADATIONS}
 
 
 def train_and_predict(backbone: str, params, images: tuple, keep: np.ndarray, held_out: dict[str, np.ndarray]) -> dict:
@@ -104,12 +106,13 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
     from facemask import CLASSES
     from facemask.checkpoint import fingerprint
     from facemask.files import read_json
-    from facemask.images import ImageFiles, load_batch
+    from facemask.images import ImageFiles
     from facemask.params import TrainingRecipe, load_params
     from facemask.splits import AUGMENTED_DIR, SPLIT_DIR, image_path
     from stages.train import CODE, FEATURES_ROOT, fine_tune_data
 
     rows, fold = fold_of_photos(folds, seeds[0])
+    paths = [image_path(r) for r in rows]
     labels = np.array([CLASSES.index(r["label"]) for r in rows])
     # The training images' own bytes: an augment or synthesize change that keeps augment.csv's file names
     # (a blur share, a level in facemask.degrade) must train again.
@@ -132,12 +135,10 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
                     if size is None:
                         size = read_json(FEATURES_ROOT / backbone / "meta.json")["image_size"]
                         train_x, train_y, val_x, val_y = fine_tune_data(size)
-                        paths = [image_path(r) for r in rows]
-                        photos = load_batch(paths, size)
                     keep, held_out = image_fold != k, np.flatnonzero(fold == k)
                     fold_images = (ImageFiles(train_x.paths[keep], size), train_y[keep], val_x, val_y)  # streamed
                     out = train_and_predict(backbone, params, fold_images, keep,
-                                            {"plain": photos[held_out]} | degraded_views(paths, held_out, size))
+                                            held_out_views(paths, held_out, size))
                     keras.utils.clear_session(free_memory=True)  # each fold's model and graphs, or memory grows
                     gc.collect()
                     cached.parent.mkdir(parents=True, exist_ok=True)
