@@ -174,6 +174,7 @@ class Recipe(Section):
     fine_tune_schedule: Annotated[Literal["constant", "cosine"], Field(
         description="one of: constant, cosine")] = "constant"
     label_smoothing: Number(0, 0.5) = 0.0
+    consistency: Number(0) = 0.0  # fine-tuning: weight of the image/degraded-copy agreement (facemask/consistency.py)
     seeds: Annotated[Annotated[list[Seed], Field(min_length=1), AfterValidator(_distinct)] | None, Field(
         description="a list of different whole numbers >= 0 (one model per seed, averaged), e.g. [1337, 7, 42]")] = None
 

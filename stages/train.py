@@ -5,9 +5,10 @@ it, so phase 2 starts from the untrained head, which validated better for Mobile
 fine_tune_epochs > 0, unfreezes the top `fine_tune_layers` backbone layers ("all" for every layer,
 the only sensible choice without pretrained weights) and trains on the images at a low learning rate,
 streamed from disk a batch at a time (memory stays flat as the data grows). Pretrained BatchNorm stays in
-inference mode. `train.distribute: mirrored` trains on every visible GPU (facemask/distribute.py). With
-`seeds: [a, b, ...]` the candidate is that many models, trained alike but for the seed, and the saved
-model averages their probabilities.
+inference mode. With `consistency` > 0 each fine-tuning image is paired with a degraded copy of it and the
+two are asked to agree (facemask/consistency.py). `train.distribute: mirrored` trains on every visible GPU
+(facemask/distribute.py). With `seeds: [a, b, ...]` the candidate is that many models, trained alike but
+for the seed, and the saved model averages their probabilities.
 Writes models/candidates/<candidate>/{model.keras, mlflow.json}, metrics/candidates/<candidate>_val.json
 and plots/<candidate>/history.csv; logs one MLflow run.
 
@@ -31,6 +32,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from facemask import CLASSES
 from facemask.checkpoint import Checkpoint, fingerprint
+from facemask.consistency import ConsistencyTrainer, with_degraded_copies
 from facemask.distribute import KERAS_VALIDATION_BATCH, require_even_first_batches, training_strategy
 from facemask.evaluation import classification_metrics, member_scores, reframed_scores
 from facemask.files import read_json, write_csv, write_json
@@ -48,7 +50,7 @@ CHECKPOINT_ROOT = Path(".checkpoints")
 LOADERS = 2  # threads that decode training images ahead of the model (one per core here)
 # The code a checkpoint depends on (as this stage's deps in dvc.yaml): an edit to any starts over.
 CODE = [Path(__file__)] + [Path(__file__).parents[1] / "facemask" / f"{name}.py"
-                           for name in ("model", "images", "splits", "evaluation", "distribute")]
+                           for name in ("model", "images", "splits", "evaluation", "distribute", "consistency", "degrade")]
 
 
 class Batches(keras.utils.PyDataset):
@@ -58,20 +60,24 @@ class Batches(keras.utils.PyDataset):
     batches while the model trains on this one, and batches arrive in order, so training is the same.
     """
 
-    def __init__(self, x: np.ndarray | ImageFiles, targets: np.ndarray, weights: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, x: np.ndarray | ImageFiles, targets: np.ndarray, weights: np.ndarray, batch_size: int, seed: int,
+                 paired: bool = False):
         super().__init__(workers=LOADERS)
         self.x, self.targets, self.weights, self.batch_size, self.seed = x, targets, weights, batch_size, seed
-        self.order = np.arange(len(targets))
+        self.paired, self.epoch, self.order = paired, 0, np.arange(len(targets))
 
     def shuffle(self, epoch: int) -> None:
-        self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.targets))
+        self.epoch, self.order = epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.targets))
 
     def __len__(self) -> int:
         return math.ceil(len(self.targets) / self.batch_size)
 
     def __getitem__(self, i: int):
         rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-        return self.x[rows], self.targets[rows], self.weights[rows]
+        x = self.x[rows]
+        if self.paired:  # each image and a degraded copy of it, drawn for (seed, epoch, batch)
+            x = with_degraded_copies(x, np.random.default_rng([self.seed, self.epoch, i]))
+        return x, self.targets[rows], self.weights[rows]
 
     def feed(self, strategy: tf.distribute.Strategy) -> "Batches | tf.data.Dataset":
         """What fit() is given: these batches; over several devices the same batches in the same order as a
@@ -122,11 +128,12 @@ def loss(params: TrainingRecipe):
     return "sparse_categorical_crossentropy"
 
 
-def batches(x: np.ndarray | ImageFiles, y: np.ndarray, params: TrainingRecipe) -> Batches:
-    """Training batches with each sample weighted by its class weight (as Keras's class_weight does)."""
+def batches(x: np.ndarray | ImageFiles, y: np.ndarray, params: TrainingRecipe, paired: bool = False) -> Batches:
+    """Training batches with each sample weighted by its class weight (as Keras's class_weight does);
+    `paired`: each image with a degraded copy of it (facemask.consistency)."""
     weights = class_weights(y, params.class_weight)
     sample_weights = np.array([weights[int(label)] for label in y] if weights else np.ones(len(y)), np.float32)
-    return Batches(x, targets(y, params), sample_weights, params.batch_size, params.seed)
+    return Batches(x, targets(y, params), sample_weights, params.batch_size, params.seed, paired)
 
 
 def head_model(model: keras.Model, params: TrainingRecipe) -> keras.Model:
@@ -139,6 +146,7 @@ def head_model(model: keras.Model, params: TrainingRecipe) -> keras.Model:
 def fine_tune_model(model: keras.Model, params: TrainingRecipe, pretrained: bool, steps: int) -> keras.Model:
     """`model` with the top layers of each backbone in it unfrozen, compiled at the fine-tuning learning rate
     (with `fine_tune_schedule: cosine`, decayed to 0 along a cosine over the phase's `steps` batches).
+    With `consistency` > 0 what is compiled and returned is a ConsistencyTrainer around `model`.
 
     Pretrained BatchNorm layers stay frozen: in Keras 3 a non-trainable BatchNormalization runs in
     inference mode, whereas `training=False` at the backbone's call does not survive fit().
@@ -153,8 +161,9 @@ def fine_tune_model(model: keras.Model, params: TrainingRecipe, pretrained: bool
     rate = params.fine_tune_learning_rate
     if params.fine_tune_schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps)
-    model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss(params), metrics=["accuracy"])
-    return model
+    trainer = ConsistencyTrainer(model, params.consistency) if params.consistency > 0 else model
+    trainer.compile(optimizer=keras.optimizers.Adam(rate), loss=loss(params), metrics=["accuracy"])
+    return trainer
 
 
 def fit(model: keras.Model, data: Batches, validation: tuple, epochs: int, patience: int, phase: str,
@@ -223,7 +232,7 @@ def train_phases(model: keras.Model, features: dict, images: Callable[[], tuple]
                    checkpoint, rows)
     if params.fine_tune_epochs > 0:
         train_x, train_y, val_x, val_y = images()
-        data, epochs = batches(train_x, train_y, params), params.fine_tune_epochs
+        data, epochs = batches(train_x, train_y, params, paired=params.consistency > 0), params.fine_tune_epochs
         rows = fit(fine_tune_model(model, params, pretrained, steps=len(data) * epochs), data,
                    (val_x, targets(val_y, params)), epochs, params.patience, "fine_tune", checkpoint, rows)
     return rows

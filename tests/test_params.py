@@ -46,6 +46,7 @@ def test_the_projects_params_are_valid():
     ("candidates.Xception.train.seeds", [], "seeds must be a list of different whole numbers >= 0"),
     ("candidates.Xception.train.fine_tune_schedule", "linear", "fine_tune_schedule must be one of: constant, cosine"),
     ("candidates.MobileNetV2.train.label_smoothing", 0.7, "label_smoothing must be a number >= 0 and <= 0.5"),
+    ("candidates.MobileNetV2.train.consistency", -1, "candidates.MobileNetV2.train.consistency must be a number >= 0"),
     ("select.metric", "test_accuracy", "select.metric must be one of: val_macro_f1, val_accuracy"),
     ("select.threshold", 1.5, "select.threshold must be a number >= 0 and <= 1"),
     ("evaluate", [32], "evaluate must be a mapping of settings, got [32]"),
