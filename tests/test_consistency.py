@@ -5,6 +5,7 @@ import pytest
 
 from facemask.consistency import ConsistencyTrainer, jensen_shannon, with_degraded_copies
 from facemask.model import build_classifier, load
+from tests.test_distribute import TWO_CPUS
 
 
 def _images(n: int, size: int = 32) -> np.ndarray:
@@ -72,12 +73,10 @@ def test_fine_tuning_with_consistency_trains_on_pairs_and_saves_a_plain_classifi
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
-# Two logical CPU devices must exist before TensorFlow starts: a fresh interpreter. 6 pairs in batches of 4:
-# each device gets 2 pairs, then 1 (an odd number of images, were a pair two samples); validation: 6 images.
-MIRRORED_FIT = """
-import numpy as np, keras, tensorflow as tf
-tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
-                                           [tf.config.LogicalDeviceConfiguration()] * 2)
+# On two logical CPU devices (a fresh interpreter), 6 pairs in batches of 4: each device gets 2 pairs, then 1
+# (an odd number of images, were a pair two samples); validation: 6 images.
+MIRRORED_FIT = TWO_CPUS + """
+import numpy as np, keras
 from facemask.consistency import ConsistencyTrainer
 from facemask.distribute import training_strategy
 from facemask.params import TrainingRecipe

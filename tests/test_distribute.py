@@ -15,12 +15,15 @@ from facemask.files import read_csv, read_json
 from tests.conftest import REPO
 from tests.pipeline_support import BACKBONE, trained_project
 
-# Two logical CPU devices must exist before TensorFlow starts; then the stage runs as `python -m` would.
-ON_TWO_CPUS = """
-import runpy, sys
+# Two logical CPU devices must exist before TensorFlow starts: the opening of a script for a fresh interpreter.
+TWO_CPUS = """
 import tensorflow as tf
 tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                            [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+# On them, the stage runs as `python -m` would.
+ON_TWO_CPUS = TWO_CPUS + """
+import runpy, sys
 sys.argv = ["stages.train", sys.argv[1]]
 runpy.run_module("stages.train", run_name="__main__")
 """
