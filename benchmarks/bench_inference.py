@@ -8,13 +8,15 @@ numbers in images per second, each after a warm-up that builds the graph:
   stages.features.CHUNK: no input pipeline at all;
 - `extract`: stages.features.extract on the training image files, as features@ computes its cache
   (decode a chunk of files, predict it, and so on);
-- `decode`: decoding and resizing the same files alone (facemask.images.load_batch).
+- `decode`: decoding and resizing the same files alone (facemask.core.resize.load_batch).
 Writes benchmarks/results/inference.json and prints a markdown table.
 """
 import argparse
 import json
 import time
 from pathlib import Path
+
+from facemask.core.tensorflow_logs import quiet_tensorflow
 
 RESULTS = Path("benchmarks/results")
 
@@ -30,13 +32,14 @@ def main() -> None:
     parser.add_argument("--candidate", default="Xception")
     parser.add_argument("--images", type=int, default=768, help="training images to time, from the start of the list")
     args = parser.parse_args()
+    quiet_tensorflow()
 
-    from facemask.files import read_json
-    from facemask.images import load_batch
-    from facemask.model import feature_extractor, load
-    from facemask.params import load_params
-    from facemask.splits import training_images
-    from stages.features import CHUNK, OUT_ROOT, extract
+    from facemask.core.files import read_json
+    from facemask.core.model import feature_extractor, load
+    from facemask.core.params import load_params
+    from facemask.core.resize import load_batch
+    from facemask.pipeline.features import CHUNK, OUT_ROOT, extract
+    from facemask.pipeline.splits import training_images
 
     size = read_json(OUT_ROOT / args.candidate / "meta.json")["image_size"]
     batch_size = load_params().features.batch_size

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import yaml
 
-from facemask.files import read_json
-from facemask.outputs import test_metrics, val_metrics
+from facemask.core.files import read_json
+from facemask.core.outputs import split_report
 
 RESULTS = Path("benchmarks/results")
 # As the frozen candidates: one model (seed train.seed).
@@ -79,7 +79,7 @@ def full_repro(cwd: Path | None = None) -> dict:
 def baseline_checkout(commit: str) -> Path:
     """A git worktree of `commit` beside this checkout (so ../shared resolves alike), with this checkout's
     dataset linked in (ingest.source): the same photos, the earlier code, params and pipeline."""
-    from facemask.params import load_params
+    from facemask.core.params import load_params
 
     path = Path.cwd().resolve().parent / f"facemask-bench-{commit[:12]}"
     if not path.is_dir():
@@ -102,21 +102,28 @@ def champion_name(root: Path) -> str:
     return read_json(root / "metrics/best.json")["winner"]
 
 
+def in_checkout(root: Path, path: Path, before_the_floors: Path) -> Path:
+    """`path` in the checkout at `root`, or where commits up to f209833 (before the floors) wrote it."""
+    return root / path if (root / path).is_file() else root / before_the_floors
+
+
 def champion_predictions(root: Path) -> tuple[str, dict]:
     """The champion's name and its test predictions {file: (actual, predicted)} in the checkout at `root`."""
     champion = champion_name(root)
-    with open(root / "reports" / champion / "predictions.csv", newline="") as f:
+    predictions = in_checkout(root, split_report(champion, "test").with_name("predictions.csv"),
+                              Path("reports", champion, "predictions.csv"))
+    with open(predictions, newline="") as f:
         return champion, {row["file"]: (row["actual"], row["predicted"]) for row in csv.DictReader(f)}
 
 
 def against_baseline(baseline: Path) -> dict:
     """The two champions' test scores and the photos only one of them gets right (exact McNemar)."""
-    from facemask.evaluation import mcnemar
+    from facemask.pipeline.evaluation import mcnemar
 
     scores = {}
     for side, root in (("baseline", baseline), ("now", Path())):
         champion, predictions = champion_predictions(root)
-        test = read_json(root / test_metrics(champion))
+        test = read_json(in_checkout(root, split_report(champion, "test"), Path("metrics/candidates", f"{champion}.json")))
         scores[side] = {"champion": champion, "accuracy": test["accuracy"], "macro_f1": test["macro_f1"],
                         "right": {file: actual == predicted for file, (actual, predicted) in predictions.items()}}
     before, now = scores["baseline"].pop("right"), scores["now"].pop("right")
@@ -150,12 +157,12 @@ def retrain(name: str, overrides: dict) -> dict:
     MLflow store and writes nothing of the pipeline's."""
     import mlflow
 
-    from facemask.checkpoint import Checkpoint
-    from facemask.evaluation import classification_metrics
-    from facemask.model import predict_labels
-    from facemask.params import TrainingRecipe, load_params
-    from facemask.splits import split_images
-    from stages.train import combined, member_seeds, train_members
+    from facemask.core.model import predict_labels
+    from facemask.core.params import TrainingRecipe, load_params
+    from facemask.pipeline.checkpoint import Checkpoint
+    from facemask.pipeline.evaluation import classification_metrics
+    from facemask.pipeline.fitting import combined, member_seeds, train_members
+    from facemask.pipeline.splits import split_images
 
     params = TrainingRecipe.model_validate(load_params().recipe(name).model_dump() | overrides)
     with tempfile.TemporaryDirectory() as scratch:
@@ -257,8 +264,8 @@ def main() -> None:
     for name in yaml.safe_load(Path("params.yaml").read_text())["candidates"]:
         stages = results.get("stages", {})
         peak = max(stages.get(f"{s}@{name}", {}).get("peak_mib", 0) for s in ("features", "train", "evaluate"))
-        results["candidates"][name] = {**read_json(val_metrics(name)), "test": read_json(test_metrics(name)),
-                                       "peak_mib": peak}
+        results["candidates"][name] = {**read_json(split_report(name, "validation")),
+                                       "test": read_json(split_report(name, "test")), "peak_mib": peak}
     if args.compare:
         # The pipeline's candidate fine-tunes every layer on the images (the naive route, no cached
         # features); the same backbone trained the cached way is the comparison, one model against one:

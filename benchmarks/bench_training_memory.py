@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from facemask.core.tensorflow_logs import quiet_tensorflow
+
 RESULTS = Path("benchmarks/results")
 WARM_UP = 5  # batches: the first builds the graph
 
@@ -36,12 +38,12 @@ def measure(candidate: str, scale: int, steps: int, lever: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from facemask.backbones import resolve_weights
-    from facemask.images import ImageFiles
-    from facemask.model import build_ensemble
-    from facemask.params import load_params
-    from facemask.splits import training_images
-    from stages.train import batches, fine_tune_model, untrained
+    from facemask.core.backbones import resolve_weights
+    from facemask.core.model import build_ensemble
+    from facemask.core.params import load_params
+    from facemask.core.resize import ImageFiles
+    from facemask.pipeline.fitting import batches, fine_tune_model, untrained
+    from facemask.pipeline.splits import training_images
 
     settings = load_params()
     params = settings.recipe(candidate).model_copy(update={"seeds": None})
@@ -97,6 +99,7 @@ def main() -> None:
     parser.add_argument("--levers", nargs="*", default=["xla", "bf16"], choices=["xla", "bf16"])
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # internal: SCALE LEVER, measured in this process
     args = parser.parse_args()
+    quiet_tensorflow()
     if args.one is not None:
         print(json.dumps(measure(args.candidate, int(args.one[0]), args.steps, args.one[1])))
         return

@@ -24,19 +24,20 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask import CLASSES
-from facemask.detect import FaceDetector
-from facemask.evaluation import classification_metrics
-from facemask.export import FORMATS, export, keras_runner, runner, timing
-from facemask.images import list_class_images, load_batch, load_rgb
-from facemask.model import input_size, load, predict_labels
-from facemask.predict import Predictor
-from facemask.splits import split_images
+from facemask.core import CLASSES
+from facemask.core.images import list_class_images, load_rgb
+from facemask.core.tensorflow_logs import quiet_tensorflow
+from facemask.pipeline.splits import split_images
+from facemask.use.detect import FaceDetector
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def format_speed(model_path: Path, calibration: list[Path], seconds: float) -> dict:
+    from facemask.core.model import input_size, load
+    from facemask.core.resize import load_batch
+    from facemask.use.export import FORMATS, export, keras_runner, runner, timing
+
     model = load(model_path)
     size = input_size(model)
     results = {"keras": timing(keras_runner(model), size, seconds=seconds)}
@@ -48,6 +49,9 @@ def format_speed(model_path: Path, calibration: list[Path], seconds: float) -> d
 
 
 def whole_photo_latency(model_paths: list[Path], photos: list[Path]) -> dict:
+    from facemask.core.model import load
+    from facemask.use.predict import Predictor
+
     detector = FaceDetector()
     rgbs = [load_rgb(p) for p in photos]
     detect_ms = []
@@ -91,6 +95,10 @@ def detection_recall(groups: dict[str, list[Path]]) -> dict:
 def predict_path_scores(model_path: Path) -> dict:
     """Test-split accuracy and macro-F1 through predict (the most confident face found, else the whole
     photo) and through evaluate's path (the whole photo), for the same model."""
+    from facemask.core.model import load, predict_labels
+    from facemask.pipeline.evaluation import classification_metrics
+    from facemask.use.predict import Predictor
+
     model = load(model_path)
     paths, y_true = split_images("test", REPO / "data" / "split")
     predictor = Predictor(model, whole_image=True)
@@ -143,6 +151,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="timing per format")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_use.json")
     args = parser.parse_args()
+    quiet_tensorflow()
     for path in (args.model, args.dataset):
         if not path.exists():
             sys.exit(f"bench_use: {path} not found (run `dvc repro`; the dataset lives in ../shared)")

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_video.py [--model models/best/model.keras] [--dataset ../shared/datasets/facemask-age]
 
-1. Detectors (every name in facemask.detect.DETECTORS, and BlazeFace's full-range model): recall on a
+1. Detectors (every name in facemask.use.detect.DETECTORS, and BlazeFace's full-range model): recall on a
    sample of the dataset's masked and unmasked photos (tight face crops, as given) at the score
    threshold where at most --max-fp of the non-face images get a box; the non-face images are other
    dataset photos cut into 4x4 tiles and shuffled (same colours and textures, no face). Also recall on
@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask.datasets import clip_frames, write_clip
-from facemask.detect import DETECTORS, BlazeFaceDetector, FaceDetector, crop, make_detector
-from facemask.images import load_rgb, resize_batch
+from facemask.core.images import load_rgb
+from facemask.core.tensorflow_logs import quiet_tensorflow
+from facemask.ops.datasets import clip_frames, write_clip
+from facemask.use.detect import DETECTORS, BlazeFaceDetector, FaceDetector, crop, make_detector
 
 REPO = Path(__file__).resolve().parents[1]
 def scrambled(rgb: np.ndarray, rng, tiles: int = 4) -> np.ndarray:
@@ -75,7 +76,7 @@ def detector_table(detectors: dict, masked, unmasked, negatives, frames, max_fp:
 
 def classifier_model(model_path: Path):
     """The saved model, or an untrained MobileNetV2 at 224 px when it is missing (speed only)."""
-    from facemask.model import build_classifier, load
+    from facemask.core.model import build_classifier, load
 
     if model_path.is_file():
         return load(model_path), str(model_path)
@@ -85,6 +86,8 @@ def classifier_model(model_path: Path):
 def original_loop(clip: Path, model, image_size: int, limit: int) -> dict:
     """The original project's way: each frame through MTCNN, each face through its own Keras predict()."""
     import cv2
+
+    from facemask.core.resize import resize_batch
 
     capture, detector, processed = cv2.VideoCapture(str(clip)), FaceDetector(), -1
     started = None
@@ -107,7 +110,7 @@ def label_agreement(clip: Path, records: list[dict], model, limit: int) -> dict:
     """Share of faces where video's labels equal predict's (Keras model, same detector) on the same frame."""
     import cv2
 
-    from facemask.predict import Predictor
+    from facemask.use.predict import Predictor
 
     predictor = Predictor(model, make_detector())
     by_frame = {}
@@ -143,10 +146,12 @@ def main() -> None:
     parser.add_argument("--max-fp", type=float, default=0.02, help="largest share of non-face images with a box")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    quiet_tensorflow()
 
-    from facemask.export import export
-    from facemask.model import input_size
-    from facemask.video import load_classifier, run
+    from facemask.core.model import input_size
+    from facemask.core.resize import resize_batch
+    from facemask.use.export import export
+    from facemask.use.video import load_classifier, run
 
     rng = random.Random(0)
     photos = {group: sorted((args.dataset / "images").glob(f"{group}_*/*")) for group in ("with_mask", "without_mask")}

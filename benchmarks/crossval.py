@@ -10,7 +10,7 @@ trained as the train stage trains one model (train_phases, its params from param
 recipe; the first recipe, `pipeline`, changes nothing) on the augmented copies and synthetic faces of
 the other folds' photos, with the val split for early stopping as in the pipeline. It then predicts
 the held-out photos as they are, mirrored (flip test-time averaging: the mean of both), and degraded as
-evaluate's slices degrade the test split (dark, noise, blur, jpeg20: facemask.slices), so that the
+evaluate's slices degrade the test split (dark, noise, blur, jpeg20: facemask.pipeline.slices), so that the
 drop from plain is measured on ~1,800 photos rather than the test split's 208.
 The test split is never read. Each (recipe, seed, fold) is saved in .crossval/ as it finishes, under a
 digest of its params, training images (their bytes), split and training code, so a killed run goes on
@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facemask.degrade import DEGRADATIONS
+from facemask.core.tensorflow_logs import quiet_tensorflow
+from facemask.pipeline.degrade import DEGRADATIONS
 
 RESULTS = Path("benchmarks/results")
 CACHE = Path(".crossval")
@@ -38,7 +39,7 @@ def fold_of_photos(folds: int, seed: int) -> tuple[list[dict], np.ndarray]:
     """The training split's rows and each one's fold (0..folds-1), group-aware and stratified by class."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from facemask.splits import split_rows
+    from facemask.pipeline.splits import split_rows
 
     rows = split_rows("train")
     fold = np.zeros(len(rows), dtype=int)
@@ -51,9 +52,9 @@ def fold_of_photos(folds: int, seed: int) -> tuple[list[dict], np.ndarray]:
 def fold_of_training_images(rows: list[dict], fold: np.ndarray) -> np.ndarray:
     """The fold of each augment.csv row's photo: an augmented copy's origin, or the training photo a
     synthetic face was drawn on; -1 for a synthetic face from the outside pool (trained on in every fold)."""
-    from facemask.files import read_csv
-    from facemask.splits import AUGMENTED_DIR, image_path
-    from stages.augment import SYNTHETIC_DIR
+    from facemask.core.files import read_csv
+    from facemask.pipeline.augment import SYNTHETIC_DIR
+    from facemask.pipeline.splits import AUGMENTED_DIR, image_path
 
     by_path = {}
     for row, k in zip(rows, fold, strict=True):
@@ -67,8 +68,9 @@ def held_out_views(paths: list, photos: np.ndarray, size: int) -> dict[str, np.n
     """The photos numbered `photos` (indices into `paths`) at `size`, decoded once: as they are ("plain"),
     and degraded as evaluate's slices degrade the test split, photo i with the slices' generator for
     number i (the same pixels in any fold)."""
-    from facemask.images import load_rgb, resize_batch
-    from facemask.slices import degraded_image
+    from facemask.core.images import load_rgb
+    from facemask.core.resize import resize_batch
+    from facemask.pipeline.slices import degraded_image
 
     originals = {i: load_rgb(paths[i]) for i in photos}
     return {"plain": resize_batch([originals[i] for i in photos], size)} | {
@@ -81,8 +83,8 @@ def train_and_predict(backbone: str, params, images: tuple, keep: np.ndarray, he
     photos (`held_out`: view -> batch, "plain" among them), and for the plain ones mirrored ("flip")."""
     import mlflow
 
-    from facemask.checkpoint import Checkpoint
-    from stages.train import train_phases, untrained
+    from facemask.pipeline.checkpoint import Checkpoint
+    from facemask.pipeline.fitting import train_phases, untrained
 
     meta, features, model = untrained(backbone, params)
     if features:  # a head-first recipe: its cached features, of the fold's training images
@@ -103,19 +105,20 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
     photos, their rows, {(recipe, seed): {view: probabilities of every photo when held out}})."""
     import keras
 
-    from facemask import CLASSES
-    from facemask.checkpoint import fingerprint
-    from facemask.files import read_json
-    from facemask.images import ImageFiles
-    from facemask.params import TrainingRecipe, load_params
-    from facemask.splits import AUGMENTED_DIR, SPLIT_DIR, image_path
-    from stages.train import CODE, FEATURES_ROOT, fine_tune_data
+    from facemask.core import CLASSES
+    from facemask.core.files import read_json
+    from facemask.core.params import TrainingRecipe, load_params
+    from facemask.core.resize import ImageFiles
+    from facemask.core.stage import stage_code
+    from facemask.pipeline.checkpoint import fingerprint
+    from facemask.pipeline.fitting import FEATURES_ROOT, fine_tune_data
+    from facemask.pipeline.splits import AUGMENTED_DIR, SPLIT_DIR, image_path
 
     rows, fold = fold_of_photos(folds, seeds[0])
     paths = [image_path(r) for r in rows]
     labels = np.array([CLASSES.index(r["label"]) for r in rows])
     # The training images' own bytes: an augment or synthesize change that keeps augment.csv's file names
-    # (a blur share, a level in facemask.degrade) must train again.
+    # (a blur share, a level in facemask.pipeline.degrade) must train again.
     training_images = fingerprint({}, sorted(path for path in AUGMENTED_DIR.rglob("*") if path.is_file()))
     image_fold = fold_of_training_images(rows, fold)
     size = None
@@ -127,7 +130,7 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
             # A fold's cache is valid only for these params, folds, views, data and training code.
             digest = fingerprint({"params": params.model_dump(), "folds": folds, "fold_seed": seeds[0], "views": VIEWS,
                                   "training_images": training_images},
-                                 [SPLIT_DIR / "split.csv", FEATURES_ROOT / backbone / "meta.json", *CODE])
+                                 [SPLIT_DIR / "split.csv", FEATURES_ROOT / backbone / "meta.json", *stage_code("train")])
             probs = {view: np.zeros((len(rows), len(CLASSES))) for view in VIEWS}
             for k in range(folds):
                 cached = CACHE / backbone / f"{name}_seed{seed}_fold{k}of{folds}_{digest[:12]}.npz"
@@ -154,7 +157,7 @@ def run_folds(backbone: str, recipes: dict, folds: int, seeds: list[int]) -> tup
 
 def scores(labels: np.ndarray, rows: list[dict], probabilities: np.ndarray) -> dict:
     """Accuracy, macro-F1, per-class recall and per-source accuracy of one set of predictions."""
-    from facemask.evaluation import accuracy_by, classification_metrics
+    from facemask.pipeline.evaluation import accuracy_by, classification_metrics
 
     predicted = probabilities.argmax(axis=1)
     metrics = classification_metrics(labels, predicted)
@@ -167,7 +170,7 @@ def scores(labels: np.ndarray, rows: list[dict], probabilities: np.ndarray) -> d
 def mcnemar(labels: np.ndarray, baseline: np.ndarray, other: np.ndarray) -> dict:
     """Photos only `other` gets right, only `baseline` gets right (predicted labels), and the exact two-sided
     p-value."""
-    from facemask.evaluation import mcnemar as paired
+    from facemask.pipeline.evaluation import mcnemar as paired
 
     wins, losses, p = paired(np.asarray(baseline) == labels, np.asarray(other) == labels)
     return {"only_this_right": wins, "only_pipeline_right": losses, "p_value": round(float(p), 4)}
@@ -233,6 +236,7 @@ def main() -> None:
                         "to pair every row with")
     parser.add_argument("--against-row", default="pipeline/plain", help="which of its rows, e.g. 'pipeline/plain seed 1337'")
     args = parser.parse_args()
+    quiet_tensorflow()
     recipes = {"pipeline": {}} | {name: json.loads(text) for name, text in args.recipe}
     labels, rows, results = run_folds(args.backbone, recipes, args.folds, args.seeds)
     summary = report(labels, rows, results, args.seeds)

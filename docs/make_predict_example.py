@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from facemask import UserError
-from facemask.images import load_rgb
-from facemask.predict import DEFAULT_MODEL, Predictor, annotate, load_model
-from facemask.splits import image_path, split_rows
-from facemask.stage import run
+from facemask.core import UserError
+from facemask.core.images import load_rgb
+from facemask.core.outputs import BEST_MODEL
+from facemask.core.stage import run
+from facemask.pipeline.splits import image_path, split_rows
+from facemask.store.loading import load_model
+from facemask.use.predict import Predictor, annotate
 
 OUT = Path("docs/predict_example.jpg")
 TILE = 400
@@ -48,7 +50,7 @@ def collage(photos: list[Path]) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--model", type=Path, default=BEST_MODEL)
     args = parser.parse_args()
     photos = pick_photos()
     rgb = collage(photos)

@@ -15,13 +15,13 @@ from pathlib import Path
 import cv2
 from PIL import Image, ImageDraw
 
-from facemask.datasets import write_clip
-from facemask.detect import make_detector
-from facemask.export import keras_runner
-from facemask.images import load_rgb
-from facemask.model import build_classifier, input_size
-from facemask.predict import DEFAULT_MODEL
-from facemask.video import Classifier, load_classifier, run
+from facemask.core.images import load_rgb
+from facemask.core.model import build_classifier, input_size
+from facemask.core.outputs import BEST_MODEL
+from facemask.ops.datasets import write_clip
+from facemask.use.detect import make_detector
+from facemask.use.export import keras_runner
+from facemask.use.video import Classifier, load_classifier, run
 
 OUT = Path("docs/video_example.jpg")
 PHOTOS = ("with_mask_young/cdeb7_0_0_0066ichXly3gbb630i4w6j30u00tzjtk.jpg", "without_mask_young/cdeb7_0_0_aidai_0074.jpg",
@@ -31,7 +31,7 @@ FRAMES = 45
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--model", type=Path, default=BEST_MODEL)
     parser.add_argument("--dataset", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets"
                         / "facemask-age")
     args = parser.parse_args()

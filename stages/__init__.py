@@ -1,2 +1,4 @@
-"""The pipeline's stages (dvc.yaml); importing facemask first keeps TensorFlow's start-up lines quiet."""
-import facemask  # noqa: F401
+"""The DVC stages: each module is a main() that reads params.yaml and calls the library in facemask/."""
+from facemask.core.tensorflow_logs import quiet_tensorflow
+
+quiet_tensorflow()  # before any stage imports Keras

@@ -1,83 +1,19 @@
-"""Stage select: pick the champion among the candidates by a validation metric, register it in MLflow.
-
-The test split only reports; it never chooses. When the winner's 95% validation-accuracy CI overlaps
-another candidate's, the result says "tie" (the data cannot really separate them). The winner is
-copied to models/best/ (model.keras and champion.json, which names it: they change only when the
-champion does, so export and explain re-run only then); metrics/best.json records the winner, why,
-every candidate's numbers and the registered model version.
-The model is registered (alias `champion`) only when its metric reaches `select.threshold`.
-(Named select_best.py: a module named select.py would shadow Python's own `select`.)
-"""
+"""Stage select: copy the winner to models/best, write metrics/best.json, register it as `champion` in MLflow
+(facemask.pipeline.selection chooses)."""
 import contextlib
 import shutil
-from functools import reduce
-from operator import getitem
-from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
 
-from facemask import UserError
-from facemask.files import read_json, write_json
-from facemask.outputs import BEST_DIR, CANDIDATE_METRICS, model_dir, test_metrics, val_metrics
-from facemask.params import load_params
-from facemask.registry import CHAMPION
-from facemask.stage import require, run
-from facemask.tracking import configure, log_model, run_tags
-
-# Where each metric is in a candidate's numbers; reframed: the mean macro-F1 over re-framed photos.
-METRICS = {"val_macro_f1": ("val", "macro_f1"), "val_accuracy": ("val", "accuracy"),
-           "val_reframed_macro_f1": ("val", "reframed", "mean_macro_f1")}
-
-
-def choose(candidates: dict[str, dict], metric: str) -> dict:
-    """Return the winner by `metric` (ties on the value go to the first candidate) and who ties with it.
-
-    Each candidate is {"val": {...}, "test": {...}} as written by train and evaluate.
-    """
-    if metric not in METRICS:
-        raise UserError(f"select.metric={metric}: choose one of {', '.join(METRICS)}")
-    score = {name: reduce(getitem, METRICS[metric], c) for name, c in candidates.items()}
-    winner = max(candidates, key=lambda name: score[name])
-    low, high = candidates[winner]["val"]["accuracy_ci95"]
-    tied = [name for name, c in candidates.items()
-            if name != winner and c["val"]["accuracy_ci95"][1] >= low and c["val"]["accuracy_ci95"][0] <= high]
-    return {"winner": winner, "metric": metric, "value": score[winner], "tie_with": tied, "scores": score}
-
-
-def summary(candidates: dict[str, dict], choice: dict) -> dict:
-    """metrics/best.json: the winner, why, and every candidate's validation and test numbers."""
-    tie = f"tie: its 95% val-accuracy CI overlaps {', '.join(choice['tie_with'])}" if choice["tie_with"] else "no tie"
-    why = f"highest {choice['metric']} ({choice['value']:.4f}); {tie}"
-    return {
-        "winner": choice["winner"], "metric": choice["metric"], "value": choice["value"],
-        "tie": bool(choice["tie_with"]), "why": why,
-        "candidates": {
-            name: {
-                "weights": c.get("weights"), "image_size": c.get("image_size"),
-                "val_accuracy": c["val"]["accuracy"], "val_macro_f1": c["val"]["macro_f1"],
-                "val_accuracy_ci95": c["val"]["accuracy_ci95"],
-                "val_reframed_macro_f1": c["val"].get("reframed", {}).get("mean_macro_f1"),
-                "test_accuracy": c["test"]["accuracy"], "test_macro_f1": c["test"]["macro_f1"],
-                "test_accuracy_ci95": c["test"]["accuracy_ci95"],
-                "test_reframed_macro_f1": c["test"].get("reframed", {}).get("mean_macro_f1"),
-                "test_recall": {k: v["recall"] for k, v in c["test"]["per_class"].items()},
-            }
-            for name, c in candidates.items()
-        },
-    }
-
-
-def load_candidates(names: list[str], metrics_dir: Path = CANDIDATE_METRICS) -> dict[str, dict]:
-    """Each candidate's validation and test numbers, as train and evaluate wrote them."""
-    candidates = {}
-    for name in names:
-        val_file, test_file = val_metrics(name, metrics_dir), test_metrics(name, metrics_dir)
-        for path in (val_file, test_file):
-            if not path.is_file():
-                raise UserError(f"{path} is missing; run `dvc repro` so train and evaluate run for {name}")
-        candidates[name] = {**read_json(val_file), "test": read_json(test_file)}
-    return candidates
+from facemask.core.files import read_json, write_json
+from facemask.core.outputs import BEST_DIR, BEST_METRICS, SELECTION_REPORT, model_dir
+from facemask.core.params import load_params
+from facemask.core.stage import require, run
+from facemask.pipeline.selection import choose, load_candidates, summary
+from facemask.store.registry import CHAMPION
+from facemask.store.tracking import configure, run_tags
+from facemask.use.pyfunc import log_model
 
 
 def register(winner: str, model_name: str) -> str:
@@ -121,7 +57,8 @@ def main() -> None:
     else:
         result["registered"] = None
         result["why"] += f"; not registered: {choice['value']:.4f} < select.threshold={params.threshold}"
-    write_json(Path("metrics") / "best.json", result)
+    write_json(SELECTION_REPORT, result)
+    write_json(BEST_METRICS, {key: result[key] for key in ("winner", "metric", "value", "why", "run_id", "registered")})
     print(f"select: {winner} - {result['why']}")
 
 

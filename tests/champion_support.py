@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from facemask import CLASSES
-from facemask.datasets import generate
-from facemask.detect import Face
+from facemask.core import CLASSES
+from facemask.ops.datasets import generate
+from facemask.use.detect import Face
 
 IMAGE_SIZE = 32
 
@@ -25,7 +25,7 @@ def tiny_model_file() -> Path:
     """
     import keras
 
-    from facemask.model import backbone_of, build_classifier
+    from facemask.core.model import backbone_of, build_classifier
 
     keras.utils.set_random_seed(0)
     model = build_classifier("MobileNetV2", IMAGE_SIZE, None)

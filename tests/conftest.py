@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from facemask.datasets import generate
+from facemask.ops.datasets import generate
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATASET = REPO.parent / "shared" / "datasets" / "facemask-age"

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from facemask.datasets import generate
-from facemask.files import read_json
-from facemask.params import Synthesize
+from facemask.core.files import read_json
+from facemask.core.outputs import split_report
+from facemask.core.params import Synthesize
+from facemask.ops.datasets import generate
 from tests.conftest import REPO, tree_digest
 from tests.test_dvc_pipeline import _tiny_params, dvc
 
@@ -109,10 +110,10 @@ def trained_project(tmp_path_factory) -> Path:
 
 def outputs(project: Path) -> dict:
     """What a run produced, comparable across runs: files, feature arrays, val metrics (no timings), weights."""
-    from facemask.model import load
+    from facemask.core.model import load
 
     features = np.load(project / "data" / "features" / BACKBONE / "features.npz")
-    metrics = read_json(project / "metrics" / "candidates" / f"{BACKBONE}_val.json")
+    metrics = read_json(project / split_report(BACKBONE, "validation"))
     model = load(project / "models" / "candidates" / BACKBONE / "model.keras")
     return {
         "split": tree_digest(project / "data" / "split"),

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facemask.degrade import AUGMENT_LEVELS, BLUR_RADIUS, DARK_GAIN, JPEG_QUALITY, NOISE_SIGMA, random_degrade
-from facemask.files import write_csv
-from facemask.params import Augment
-from stages.augment import CAMERA, augment, camera, copies_per_image, traced, transform_pipeline
-from stages.ingest import ingest
-from stages.split import split
+from facemask.core.files import write_csv
+from facemask.core.params import Augment
+from facemask.pipeline.augment import CAMERA, augment, camera, copies_per_image, traced, transform_pipeline
+from facemask.pipeline.degrade import AUGMENT_LEVELS, BLUR_RADIUS, DARK_GAIN, JPEG_QUALITY, NOISE_SIGMA, random_degrade
+from facemask.pipeline.ingest import ingest
+from facemask.pipeline.splitting import split
 from tests.conftest import tree_digest
 
 PARAMS = Augment(copies=1, balance=True, seed=3, flip=True, rotation=0.05, zoom_in=0.1, zoom_out=0.1, shift=0.05,

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from facemask.files import read_csv
-from facemask.images import ImageError, load_rgb
-from facemask.model import load
-from stages.ingest import IngestError, extract, ingest
+from facemask.core.files import read_csv
+from facemask.core.images import ImageError, load_rgb
+from facemask.core.model import load
+from facemask.pipeline.ingest import IngestError, extract, ingest
 from tests.conftest import REPO, tree_digest
 from tests.pipeline_support import assert_user_error, run_stage, write_params
 
@@ -163,7 +163,7 @@ def test_a_damaged_archive_says_to_download_it_again(tiny_dataset, tmp_path, nam
 
 
 def test_a_model_file_with_code_in_it_is_refused(tmp_path):
-    """facemask.model.load uses Keras safe mode: a Lambda layer (pickled Python code) is not run."""
+    """facemask.core.model.load uses Keras safe mode: a Lambda layer (pickled Python code) is not run."""
     inputs = keras.Input((2,))
     keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(tmp_path / "evil.keras")
     with pytest.raises(ValueError, match="safe_mode"):
@@ -265,9 +265,7 @@ def test_a_stage_run_by_hand_before_its_inputs_exist_says_what_to_run(tmp_path, 
     assert_user_error(run_stage(tmp_path, module, *args), module, fragment)
 
 
-def test_ingest_check_names_a_missing_source_before_dvc_runs(tiny_dataset, tmp_path):
+def test_ingest_names_a_missing_source_and_how_to_get_it(tmp_path):
     write_params(tmp_path, {"ingest.source": str(tmp_path / "nowhere")})
-    assert_user_error(run_stage(tmp_path, "ingest", "--check"), "ingest", "nowhere does not exist", "ln -s")
-    write_params(tmp_path, {"ingest.source": str(tiny_dataset)})
-    assert run_stage(tmp_path, "ingest", "--check").returncode == 0
-    assert not (tmp_path / "data").exists()  # a check only: nothing ingested
+    assert_user_error(run_stage(tmp_path, "ingest"), "ingest", "nowhere does not exist", "facemask.ops.get_data")
+    assert not (tmp_path / "data").exists()

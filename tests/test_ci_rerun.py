@@ -1,6 +1,6 @@
 """The CI loop end to end, on one machine: a bare git origin and a local-folder DVC remote. Clone A runs
 the pipeline and pushes everything; clone B (no dataset, no outputs) changes one candidate and runs
-`python -m facemask.ci`, which re-runs exactly what changed, reports it, pushes it, and gates on the
+`python -m facemask.ops.ci`, which re-runs exactly what changed, reports it, pushes it, and gates on the
 champion's validation metric."""
 import json
 import os
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facemask.datasets import generate
-from facemask.params import Synthesize
+from facemask.core.params import Synthesize
+from facemask.ops.datasets import generate
 from tests.conftest import REPO, tree_digest
 from tests.test_dvc_pipeline import _tiny_params
 
@@ -35,7 +35,7 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 
 
 def runner(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return sh(sys.executable, "-m", "facemask.ci", *args, cwd=cwd, check=False)
+    return sh(sys.executable, "-m", "facemask.ops.ci", *args, cwd=cwd, check=False)
 
 
 def tiny_params() -> dict:

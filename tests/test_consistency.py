@@ -3,8 +3,8 @@ training only; the classifier it trains saves and loads as any other."""
 import numpy as np
 import pytest
 
-from facemask.consistency import ConsistencyTrainer, jensen_shannon, with_degraded_copies
-from facemask.model import build_classifier, load
+from facemask.core.model import build_classifier, load
+from facemask.pipeline.consistency import ConsistencyTrainer, jensen_shannon, with_degraded_copies
 from tests.test_distribute import TWO_CPUS
 
 
@@ -51,9 +51,9 @@ def test_pairs_get_the_loss_of_both_images_and_the_penalty_and_single_images_the
 def test_fine_tuning_with_consistency_trains_on_pairs_and_saves_a_plain_classifier(tmp_path, monkeypatch):
     import mlflow
 
-    from facemask.checkpoint import Checkpoint
-    from facemask.params import TrainingRecipe
-    from stages.train import batches, train_phases
+    from facemask.core.params import TrainingRecipe
+    from facemask.pipeline.checkpoint import Checkpoint
+    from facemask.pipeline.fitting import batches, train_phases
 
     params = TrainingRecipe(seed=1337, patience=5, epochs=0, fine_tune_epochs=1, fine_tune_layers=5, batch_size=4,
                             consistency=1.0)
@@ -77,10 +77,10 @@ def test_fine_tuning_with_consistency_trains_on_pairs_and_saves_a_plain_classifi
 # (an odd number of images, were a pair two samples); validation: 6 images.
 MIRRORED_FIT = TWO_CPUS + """
 import numpy as np, keras
-from facemask.consistency import ConsistencyTrainer
-from facemask.distribute import training_strategy
-from facemask.params import TrainingRecipe
-from stages.train import batches
+from facemask.pipeline.consistency import ConsistencyTrainer
+from facemask.pipeline.distribute import training_strategy
+from facemask.core.params import TrainingRecipe
+from facemask.pipeline.fitting import batches
 strategy = training_strategy("mirrored")
 x = np.random.default_rng(0).uniform(0, 255, (6, 32, 32, 3)).astype(np.float32)
 y = np.array([0, 1, 2, 3, 0, 1])

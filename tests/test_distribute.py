@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import yaml
 
-from facemask import UserError
-from facemask.distribute import require_even_first_batches, training_strategy
-from facemask.files import read_csv, read_json
+from facemask.core import UserError
+from facemask.core.files import read_csv, read_json
+from facemask.core.outputs import split_report
+from facemask.pipeline.distribute import require_even_first_batches, training_strategy
 from tests.conftest import REPO
 from tests.pipeline_support import BACKBONE, trained_project
 
@@ -54,7 +55,7 @@ def _train(project, distribute: str) -> tuple[dict, list[dict], str]:
     result = subprocess.run([sys.executable, "-c", ON_TWO_CPUS, BACKBONE], cwd=project, capture_output=True, text=True,
                             env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return (read_json(project / "metrics" / "candidates" / f"{BACKBONE}_val.json")["val"],
+    return (read_json(project / split_report(BACKBONE, "validation"))["val"],
             read_csv(project / "plots" / BACKBONE / "history.csv"), result.stdout)
 
 
@@ -71,7 +72,7 @@ def test_mirrored_on_two_logical_cpus_computes_the_head_phase_as_one_device_and_
     _, two_history, stdout = _train(project, "mirrored")
     assert "train.distribute: mirrored over 2 devices" in stdout
 
-    from facemask.model import load
+    from facemask.core.model import load
 
     model = load(project / "models" / "candidates" / BACKBONE / "model.keras")  # safe mode
     probabilities = model.predict(np.zeros((1, 40, 40, 3), np.float32), verbose=0)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-from facemask.evaluation import accuracy_by, classification_metrics, reframed_scores, report_text
-from facemask.images import REFRAMINGS
+from facemask.core.images import REFRAMINGS
+from facemask.pipeline.evaluation import accuracy_by, classification_metrics, reframed_scores, report_text
 
 # A known confusion: rows are true classes 0..3, columns predictions.
 CONFUSION = np.array([[8, 2, 0, 0], [1, 9, 0, 0], [0, 0, 7, 3], [0, 1, 0, 9]])
@@ -44,7 +44,7 @@ def test_reframed_scores_score_each_view_and_average_macro_f1():
 
 
 def test_mcnemar_counts_the_items_only_one_model_gets_right_with_an_exact_p_value():
-    from facemask.evaluation import mcnemar
+    from facemask.pipeline.evaluation import mcnemar
 
     base = [True, True, False, False, True, False]
     other = [True, False, True, True, True, True]

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facemask import CLASSES
 from facemask.__main__ import main
-from facemask.explain import gradcam, lower_half_share
-from facemask.images import load_batch
-from facemask.model import average, load
+from facemask.core import CLASSES
+from facemask.core.model import average, load
+from facemask.core.resize import load_batch
+from facemask.use.explain import gradcam, lower_half_share
 from tests.champion_support import IMAGE_SIZE, make_split, tiny_model_file
 
 
@@ -62,7 +62,7 @@ def test_cli_writes_a_figure_per_class_and_a_summary(tmp_path, capsys):
 
 def test_missing_split_is_reported(tmp_path):
     with pytest.raises(SystemExit, match="split.csv"):
-        from facemask.stage import run
+        from facemask.core.stage import run
 
         run(lambda: main(["explain", "--model", str(tiny_model_file()), "--split", str(tmp_path)]), "facemask")
 

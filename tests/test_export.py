@@ -4,11 +4,13 @@ import json
 import numpy as np
 import pytest
 
-from facemask import CLASSES, UserError
 from facemask.__main__ import main
-from facemask.export import FILE_NAMES, TOLERANCE, export, export_and_check, parity, predict_all, runner
-from facemask.images import list_class_images, load_batch
-from facemask.splits import split_images
+from facemask.core import CLASSES, UserError
+from facemask.core.images import list_class_images
+from facemask.core.outputs import EXPORT_FILES as FILE_NAMES
+from facemask.core.resize import load_batch
+from facemask.pipeline.splits import split_images
+from facemask.use.export import TOLERANCE, export, export_and_check, parity, predict_all, runner
 from tests.champion_support import IMAGE_SIZE, make_split, tiny_model_file
 from tests.conftest import REAL_DATASET, REAL_WEIGHTS
 
@@ -62,8 +64,8 @@ def test_int8_parity_with_imagenet_weights(tmp_path):
     """A MobileNetV2 with real ImageNet weights and a head fitted on real photos: int8 keeps its top-1."""
     import keras
 
-    from facemask.backbones import resolve_weights
-    from facemask.model import build_classifier, feature_extractor, head
+    from facemask.core.backbones import resolve_weights
+    from facemask.core.model import build_classifier, feature_extractor, head
 
     if not REAL_WEIGHTS.is_dir() or not REAL_DATASET.is_dir():
         pytest.skip(f"ImageNet weights or real dataset not present under {REAL_WEIGHTS.parent}")
@@ -110,7 +112,7 @@ def test_onnx_folds_normalization_constants(tmp_path):
     import keras
     import onnxruntime
 
-    from facemask.images import resizer
+    from facemask.core.resize import resizer
 
     inputs = keras.Input((None, None, 3))
     x = resizer(8)(inputs)

@@ -2,9 +2,9 @@
 import numpy as np
 from PIL import Image
 
-from facemask.images import load_batch
-from facemask.model import build_classifier, feature_extractor
-from stages import features
+from facemask.core.model import build_classifier, feature_extractor
+from facemask.core.resize import load_batch
+from facemask.pipeline import features
 
 
 def test_extract_in_overlapped_chunks_equals_predicting_all_images_at_once(tmp_path, monkeypatch):

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facemask.images import REFRAMINGS, ImageError, load_batch, load_rgb, reframe, resizer
+from facemask.core.images import REFRAMINGS, ImageError, load_rgb, reframe
+from facemask.core.resize import load_batch, resizer
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "CMYK", "LA", "I;16"])

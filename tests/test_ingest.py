@@ -4,8 +4,8 @@ import zipfile
 import pytest
 from PIL import Image
 
-from facemask import CLASSES
-from stages.ingest import IngestError, extract, find_class_root, ingest, load_metadata, materialise
+from facemask.core import CLASSES
+from facemask.pipeline.ingest import IngestError, extract, find_class_root, ingest, load_metadata, materialise
 from tests.conftest import tree_digest
 
 

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from facemask.checkpoint import Checkpoint
-from facemask.stage import run
+from facemask.core.stage import run
+from facemask.pipeline.checkpoint import Checkpoint
 from tests.pipeline_support import BACKBONE, CHECKPOINTS, TRAIN, checkpoint_state, dvc_popen, outputs, trained_project
 from tests.test_dvc_pipeline import dvc
 

@@ -3,9 +3,9 @@ import keras
 import numpy as np
 import pytest
 
-from facemask import UserError
-from facemask.backbones import BACKBONES, WeightsUnavailable, resolve_weights
-from facemask.model import (
+from facemask.core import UserError
+from facemask.core.backbones import BACKBONES, WeightsUnavailable, resolve_weights
+from facemask.core.model import (
     average,
     build_classifier,
     build_ensemble,
@@ -26,7 +26,7 @@ def tiny_model():
 
 def _recipe(**settings):
     """A training recipe with these settings, the rest at their defaults."""
-    from facemask.params import TrainingRecipe
+    from facemask.core.params import TrainingRecipe
 
     return TrainingRecipe(seed=1337, patience=5, **settings)
 
@@ -110,8 +110,8 @@ def test_ensemble_concatenates_member_features_under_one_head():
 
 def test_fine_tuning_keeps_pretrained_batchnorm_in_inference_mode():
     """Keras 3 ignores training=False at the backbone's call once fit() runs: train freezes BN layers."""
-    from facemask.model import backbone_of
-    from stages.train import fine_tune_model
+    from facemask.core.model import backbone_of
+    from facemask.pipeline.fitting import fine_tune_model
 
     model = build_classifier("MobileNetV2", 32, None)
     fine_tune_model(model, _recipe(fine_tune_layers=20), pretrained=True, steps=10)
@@ -125,7 +125,7 @@ def test_fine_tuning_keeps_pretrained_batchnorm_in_inference_mode():
 
 
 def test_a_cosine_fine_tune_schedule_decays_the_rate_to_zero_over_the_phase():
-    from stages.train import fine_tune_model
+    from facemask.pipeline.fitting import fine_tune_model
 
     model = build_classifier("MobileNetV2", 32, None)
     optimizer = fine_tune_model(model, _recipe(fine_tune_learning_rate=0.01, fine_tune_schedule="cosine"),
@@ -150,9 +150,9 @@ def test_label_smoothing_trains_on_one_hot_targets_and_training_keeps_no_images_
 
     import mlflow
 
-    from facemask.checkpoint import Checkpoint
-    from facemask.params import TrainingRecipe
-    from stages.train import loss, train_phases
+    from facemask.core.params import TrainingRecipe
+    from facemask.pipeline.checkpoint import Checkpoint
+    from facemask.pipeline.fitting import loss, train_phases
 
     recipe = TrainingRecipe(seed=1337, patience=5, epochs=0, fine_tune_epochs=1, fine_tune_layers=5, batch_size=4)
     assert loss(recipe) == "sparse_categorical_crossentropy"

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facemask.backbones import BACKBONES
-from facemask.params import SELECT_METRICS, Params, ParamsError, load_params, problems
-from stages.select_best import METRICS
+from facemask.core.backbones import BACKBONES
+from facemask.core.params import SELECT_METRICS, Params, ParamsError, load_params, problems
+from facemask.pipeline.selection import METRICS
 from tests.pipeline_support import PARAMS, with_changes
 
 CHOICES = ", ".join(BACKBONES)

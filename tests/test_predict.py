@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facemask import CLASSES, UserError
 from facemask.__main__ import main
-from facemask.detect import FaceDetector, crop
-from facemask.files import read_csv
-from facemask.images import load_batch, load_rgb
-from facemask.model import load
-from facemask.predict import Predictor, collect, load_model, run
+from facemask.core import CLASSES, UserError
+from facemask.core.files import read_csv
+from facemask.core.images import load_rgb
+from facemask.core.model import load
+from facemask.core.resize import load_batch
+from facemask.store.loading import load_model
+from facemask.use.detect import FaceDetector, crop
+from facemask.use.predict import Predictor, collect, run
 from tests.champion_support import StubDetector, make_split, plain_image, tiny_model_file, write_image
 from tests.conftest import REAL_DATASET, tree_digest
 
@@ -57,7 +59,7 @@ def test_each_face_is_classified_from_its_own_crop(model, tmp_path):
 
 
 def test_whole_image_prediction_equals_the_evaluate_stage(model, tmp_path):
-    from stages.evaluate import evaluate
+    from facemask.pipeline.evaluate import evaluate
 
     split = make_split(tmp_path / "split", per_class=2)
     rows = [r for r in read_csv(split / "split.csv") if r["split"] == "test"]

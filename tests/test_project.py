@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from facemask.backbones import BACKBONES, resolve_weights
-from facemask.project import project_path, root
+from facemask.core.backbones import BACKBONES, resolve_weights
+from facemask.core.project import project_path, root
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facemask.datasets import generate
+from facemask.ops.datasets import generate
 from tests.conftest import REPO
 from tests.test_ci_rerun import dvc, sh
 from tests.test_dvc_pipeline import _tiny_params
@@ -92,7 +92,7 @@ def test_a_queued_grid_runs_in_temporary_copies_and_is_recorded_in_the_repo(tmp_
                 for name, data in found.items()}
     assert sorted(dropouts.values()) == sorted(DROPOUTS)
     for data in found.values():
-        assert 0 <= data["metrics"][f"metrics/candidates/{CANDIDATE}_val.json"]["data"]["val"]["macro_f1"] <= 1
+        assert 0 <= data["metrics"][f"metrics/candidates/{CANDIDATE}_val.json"]["data"]["val_macro_f1"] <= 1
         assert data["outs"]["data/synthetic"]["nfiles"] == 3  # the pool's two faces (../pool) and synthetic.csv
 
     runs = mlflow_runs(project)

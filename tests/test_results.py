@@ -1,11 +1,12 @@
-"""The results table is generated from the metrics files: the README shows exactly reports/results.md,
-and reports/results.md is exactly what the committed metrics give."""
+"""The results table is generated from the run's reports: the README shows exactly reports/results.md,
+and reports/results.md is exactly what the committed reports give."""
 import shutil
 
 import pytest
 
-from facemask.files import read_json, write_json
-from stages import results
+from facemask.core.files import read_json, write_json
+from facemask.core.outputs import SELECTION_REPORT, split_report
+from facemask.ops import results
 from tests.conftest import REPO
 
 
@@ -19,7 +20,7 @@ def test_the_readme_shows_the_generated_table():
         "README.md's results differ from reports/results.md: run `python -m stages.results --readme`"
 
 
-def test_the_table_is_what_the_metrics_files_give(monkeypatch):
+def test_the_table_is_what_the_committed_reports_give(monkeypatch):
     committed = (REPO / results.OUT).read_text()
     recorded = committed.split("Run at commit ", 1)[1].split(";", 1)[0]
     monkeypatch.setattr(results, "commit", lambda: recorded)
@@ -36,7 +37,7 @@ def test_with_table_replaces_only_the_marked_part():
 
 
 def _slices(rate: float) -> dict:
-    """A candidate's `slices` as stages.evaluate writes them (facemask.slices), with made-up numbers."""
+    """A candidate's `slices` as stages.evaluate writes them (facemask.pipeline.slices), with made-up numbers."""
     kinds = {kind: {"n": 208, "accuracy": 0.9, "macro_f1": 0.88, "drop": 0.05, "unmasked_called_masked": 0.1}
              for kind in ("dark", "noise", "blur", "jpeg20")}
     kinds["blur"]["accuracy"] = 0.8
@@ -50,10 +51,10 @@ def _slices(rate: float) -> dict:
 
 
 def test_the_slices_table_shows_each_candidates_slices_and_a_dash_without_them(tmp_path, monkeypatch):
-    shutil.copytree(REPO / "metrics", tmp_path / "metrics")
-    champion = tmp_path / "metrics" / "candidates" / "MobileNetV2.json"
+    shutil.copytree(REPO / "reports", tmp_path / "reports")
+    champion = tmp_path / split_report("MobileNetV2", "test")
     write_json(champion, {**read_json(champion), "slices": _slices(0.2)})
-    older = tmp_path / "metrics" / "candidates" / "Xception.json"  # as evaluated before slices existed
+    older = tmp_path / split_report("Xception", "test")  # as evaluated before slices existed
     write_json(older, {k: v for k, v in read_json(older).items() if k != "slices"})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(results, "commit", lambda: "abc1234")
@@ -62,7 +63,7 @@ def test_the_slices_table_shows_each_candidates_slices_and_a_dash_without_them(t
     assert lines[header + 2] == ("| **MobileNetV2** (champion) | 0.600 (0.200 / 1.000) | 0.990 | "
                                  "0.900 / 0.900 / 0.800 / 0.900 | 0.875 | 0.050 | 20-39 (0.841, n=44) |")
     assert lines[header + 3] == "| Xception | - | - | - | - | - | - |"
-    names = list(read_json(tmp_path / "metrics" / "best.json")["candidates"])
+    names = list(read_json(tmp_path / SELECTION_REPORT)["candidates"])
     rows = lines[header + 2:header + 2 + len(names)]
     assert all(row.startswith((f"| {name} |", f"| **{name}**")) for row, name in zip(rows, names, strict=True))
     assert lines[header + 2 + len(names)] == "" and lines[header + 3 + len(names)].startswith("Champion export")

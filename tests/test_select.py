@@ -1,8 +1,8 @@
 """Stage select: picks by the named validation metric, says tie when CIs overlap, never uses test."""
 import pytest
 
-from facemask import UserError
-from stages.select_best import choose, summary
+from facemask.core import UserError
+from facemask.pipeline.selection import choose, summary
 
 
 def _candidate(val_f1, val_acc, ci, test_acc):

@@ -8,11 +8,11 @@ import threading
 
 import pytest
 
-from facemask import UserError
-from facemask.images import load_rgb
-from facemask.model import load
-from facemask.predict import Predictor
-from facemask.serve import make_server, serve
+from facemask.core import UserError
+from facemask.core.images import load_rgb
+from facemask.core.model import load
+from facemask.use.predict import Predictor
+from facemask.use.serve import make_server, serve
 from tests.champion_support import StubDetector, tiny_model_file, write_image
 
 MAX_BYTES = 64 * 1024

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facemask import CLASSES
-from facemask.degrade import DEGRADATIONS, NOISE_SIGMA, degrade
-from facemask.images import load_batch, resizer
-from facemask.masks import WORN_WRONG, draw_mask
-from facemask.slices import AGE_BANDS, age_scores, compute, degraded_images, slices, worn_wrong_face
-from facemask.splits import image_path
-from stages.evaluate import slice_metrics
+from facemask.core import CLASSES
+from facemask.core.resize import load_batch, resizer
+from facemask.pipeline.degrade import DEGRADATIONS, NOISE_SIGMA, degrade
+from facemask.pipeline.evaluate import slice_metrics
+from facemask.pipeline.masks import WORN_WRONG, draw_mask
+from facemask.pipeline.slices import AGE_BANDS, age_scores, compute, degraded_images, slices, worn_wrong_face
+from facemask.pipeline.splits import image_path
 
 SIZE = 200
 # Parts of an aligned 200x200 face (UTKFace's layout), as (rows, columns).

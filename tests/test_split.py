@@ -1,12 +1,12 @@
 """Stage split: split-folders' 80/10/10, then no picture or group in two splits."""
 import pytest
 
-from facemask import CLASSES, UserError
-from facemask.datasets import generate
-from facemask.files import write_csv
-from facemask.splits import split_images, training_images
-from stages.ingest import ingest
-from stages.split import SPLITS, LeakageError, clusters, fix_leakage, leaking_clusters, split
+from facemask.core import CLASSES, UserError
+from facemask.core.files import write_csv
+from facemask.ops.datasets import generate
+from facemask.pipeline.ingest import ingest
+from facemask.pipeline.splits import split_images, training_images
+from facemask.pipeline.splitting import SPLITS, LeakageError, clusters, fix_leakage, leaking_clusters, split
 
 
 def test_groups_and_identical_pictures_form_one_cluster():
@@ -52,7 +52,7 @@ def test_leakage_left_by_the_fix_stops_the_stage_before_writing(tmp_path, monkey
     dataset = tmp_path / "dataset12"
     generate(dataset, per_class=12, size=40)
     raw = _raw(dataset, tmp_path, lambda row: row["label"])  # one group per class: it must span splits
-    monkeypatch.setattr("stages.split.fix_leakage", lambda rows, assignment: (dict(assignment), 0))
+    monkeypatch.setattr("facemask.pipeline.splitting.fix_leakage", lambda rows, assignment: (dict(assignment), 0))
     with pytest.raises(LeakageError, match=r"4 clusters still span splits after fix_leakage"):
         split(raw, tmp_path / "split", ratio=(0.5, 0.25, 0.25), seed=1337)
     assert not (tmp_path / "split").exists()

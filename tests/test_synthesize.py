@@ -6,10 +6,11 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from facemask import CLASSES
-from facemask.files import read_csv, write_csv
-from facemask.splits import image_path
-from stages.synthesize import draw_mask, main, pick, synthesize, unmasked_training_faces
+from facemask.core import CLASSES
+from facemask.core.files import read_csv, write_csv
+from facemask.pipeline.splits import image_path
+from facemask.pipeline.synthesize import draw_mask, pick, synthesize, unmasked_training_faces
+from stages.synthesize import main
 from tests.conftest import REPO, tree_digest
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facemask.datasets import generate
-from facemask.params import Synthesize
+from facemask.core.params import Synthesize
+from facemask.ops.datasets import generate
 from tests.conftest import REPO
 from tests.test_dvc_pipeline import _tiny_params
 

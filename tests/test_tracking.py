@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from facemask import UserError, tracking
-from facemask.tracking import (
+from facemask.core import UserError
+from facemask.store import tracking
+from facemask.store.tracking import (
     DEFAULT_TRACKING_URI,
     EXPERIMENT_KIND_TAG,
     MODEL_TRAINING_KIND,
@@ -177,7 +178,7 @@ def embedded_registry(tmp_path, monkeypatch):
 
 
 def test_rollback_moves_champion_to_the_version_before_or_the_one_named(embedded_registry):
-    from facemask.registry import rollback
+    from facemask.store.registry import rollback
 
     assert rollback("facemask") == ("3", "2")
     assert embedded_registry.get_model_version_by_alias("facemask", "champion").version == 2
@@ -189,7 +190,7 @@ def test_rollback_moves_champion_to_the_version_before_or_the_one_named(embedded
 
 
 def test_an_unknown_registry_uri_is_a_user_error(embedded_registry):
-    from facemask.predict import load_model
+    from facemask.store.loading import load_model
 
     with pytest.raises(UserError, match="--model models:/nothing@champion: not found in MLFLOW_TRACKING_URI=sqlite"):
         load_model("models:/nothing@champion")

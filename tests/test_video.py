@@ -14,14 +14,14 @@ import pytest
 from PIL import Image
 
 from benchmarks.bench_video import write_clip
-from facemask import UserError
 from facemask.__main__ import main
-from facemask.detect import make_detector
-from facemask.face_tracks import Tracker
-from facemask.images import load_rgb
-from facemask.model import load
-from facemask.predict import Predictor
-from facemask.video import load_classifier, run
+from facemask.core import UserError
+from facemask.core.images import load_rgb
+from facemask.core.model import load
+from facemask.use.detect import make_detector
+from facemask.use.face_tracks import Tracker
+from facemask.use.predict import Predictor
+from facemask.use.video import load_classifier, run
 from tests.champion_support import StubDetector, tiny_model_file
 from tests.conftest import REAL_DATASET
 
@@ -220,3 +220,10 @@ def test_live_source_drops_frames_and_a_stall_ends_within_the_timeout(mjpeg_stre
     assert summary["frames_dropped"] > 0 and 1 <= summary["frames_processed"] < 40
     assert summary["frames_processed"] + summary["frames_dropped"] <= 40
     assert len(read_frames(out)) == summary["frames_processed"] + summary["frames_dropped"]  # dropped ones repeated
+
+
+def test_iou_is_one_for_the_same_box_and_the_overlap_share_otherwise():
+    from facemask.use.detect import iou
+
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 10, 10], [20, 20, 5, 5], [0, 0, 0, 0]], np.float64)
+    assert np.allclose(iou((0, 0, 10, 10), boxes), [1.0, 50 / 150, 0.0, 0.0])

@@ -1,0 +1,201 @@
+"""Re-run the pipeline on a commit and report what it changed: exactly what the hosted CI does, by hand.
+
+    python -m facemask.ops.ci [--base REV] [--set KEY=VALUE ...] [--no-push] [--commit] [--out reports/ci]
+
+1. Refuses a work tree with uncommitted changes and a base commit that is not in the history.
+2. Pulls what the DVC remote holds (the dataset and every cached stage output).
+3. Re-runs the pipeline: `dvc repro`, or `dvc exp run -S KEY=VALUE ...` for a dispatched override,
+   timing each stage.
+4. Pushes the new outputs, so that the next run (or a colleague's `dvc pull`) reuses them;
+   `--commit` also commits dvc.lock and the small tracked results.
+5. Writes <out>/report.md (what re-ran and why, params and metrics against the base, the champion
+   before and after, the quality gate) and <out>/plots/ (`dvc plots diff` as HTML).
+
+Exit status: 0 done and the gate passed, 1 the quality gate failed (the report says why), 2 refused
+(the message says what to do), 3 the remote is unavailable (the report says what could be said).
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from facemask.core import UserError
+from facemask.core.params import load_params
+from facemask.ops.ci_report import quality_gate, report, reruns, stage_seconds
+
+GATE_FAILED, REFUSED, REMOTE_UNAVAILABLE = 1, 2, 3
+# What a run changes in git (--commit): the lock, the small results, DVC's .gitignore entries, overrides.
+RESULTS = ("dvc.lock", "params.yaml", "metrics", "plots", "reports", ":(glob)**/.gitignore")
+
+
+class RemoteUnavailable(UserError):
+    """The DVC remote cannot be read or written; the message names it and what to check."""
+
+
+def git(*args: str, check: bool = True) -> str:
+    result = subprocess.run(["git", *args], capture_output=True, text=True)
+    if check and result.returncode:
+        raise UserError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def dvc(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dvc", *args], capture_output=True, text=True)
+
+
+def check_work_tree(base: str) -> str:
+    """The base's full hash, after refusing uncommitted changes and a base outside the history."""
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    if changed:
+        files = ", ".join(line.split(maxsplit=1)[1] for line in changed.splitlines()[:5])
+        raise UserError(f"the work tree has uncommitted changes ({files}); commit them first: "
+                        "the report compares committed states")
+    found = git("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}", check=False)
+    if not found:
+        raise UserError(f"base commit {base!r} is not in this clone's history; fetch it (git fetch --unshallow, "
+                        "or actions/checkout with fetch-depth: 0) or pass --base with a commit that is")
+    return found
+
+
+def default_remote() -> tuple[str, str]:
+    """(name, url) of the default DVC remote; RemoteUnavailable when there is none."""
+    name = dvc("config", "core.remote").stdout.strip()
+    url = dvc("config", f"remote.{name}.url").stdout.strip() if name else ""
+    if not url:
+        raise RemoteUnavailable("no default DVC remote is configured; add one: "
+                                "dvc remote add -d storage <url> (README: CI)")
+    return name, url
+
+
+def check_remote() -> str:
+    """A line naming the default remote; RemoteUnavailable when it cannot be read."""
+    name, url = default_remote()
+    if "://" not in url:
+        folder = Path(url).expanduser()  # `dvc config` gives a local remote's path already resolved
+        if not folder.is_dir():
+            raise RemoteUnavailable(f"remote unavailable: {name} ({url}) is not a folder here; create it "
+                                    f"(mkdir -p {folder}) or point it elsewhere: dvc remote modify --local {name} url ...")
+    status = dvc("status", "--cloud", "--quiet")
+    if status.returncode not in (0, 1) or "ERROR" in status.stderr:
+        raise RemoteUnavailable(f"remote unavailable: {name} ({url}) does not answer ({_last_error(status)}); "
+                                "check its address and credentials (dvc remote modify --local)")
+    return f"{name} ({url})"
+
+
+def _last_error(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else f"exit status {result.returncode}"
+
+
+def run_pipeline(overrides: list[str]) -> dict[str, float]:
+    """`dvc repro` (or `dvc exp run -S ...`), its output passed through; returns {stage: seconds}."""
+    command = ["exp", "run", *(arg for o in overrides for arg in ("-S", o))] if overrides else ["repro"]
+    process = subprocess.Popen([sys.executable, "-m", "dvc", *command, "--allow-missing"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines = []
+    for line in process.stdout:
+        print(line, end="", flush=True)
+        lines.append((time.monotonic(), line))
+    lines.append((time.monotonic(), ""))
+    if process.wait():
+        raise UserError(f"dvc {' '.join(command)} failed (exit status {process.returncode}); see its output above")
+    return stage_seconds(lines)
+
+
+def push() -> str:
+    """Push every output to the remote; a line saying so (RemoteUnavailable if it fails or leaves any out)."""
+    pushed = dvc("push")
+    if pushed.returncode:
+        raise RemoteUnavailable(f"remote unavailable: dvc push failed ({_last_error(pushed)})")
+    left = json.loads(dvc("data", "status", "--not-in-remote", "--json").stdout or "{}").get("not_in_remote", [])
+    if left:
+        raise RemoteUnavailable(f"dvc push left {len(left)} output(s) out of the remote, e.g. {left[0]}")
+    return "every output is in the remote"
+
+
+def read_lock(revision: str | None = None) -> dict:
+    text = git("show", f"{revision}:dvc.lock", check=False) if revision else \
+        (Path("dvc.lock").read_text() if Path("dvc.lock").is_file() else "")
+    return yaml.safe_load(text) or {}
+
+
+def read_best(revision: str | None = None) -> dict | None:
+    text = git("show", f"{revision}:metrics/best.json", check=False) if revision else \
+        (Path("metrics/best.json").read_text() if Path("metrics/best.json").is_file() else "")
+    return json.loads(text) if text else None
+
+
+def describe(revision: str) -> str:
+    """A commit as its short hash and the start of its subject."""
+    short, subject = git("log", "-1", "--format=%h%n%s", revision).split("\n", 1)
+    return f"{short} ({subject[:60]}{'...' if len(subject) > 60 else ''})"
+
+
+def rerun(base: str, overrides: list[str], out: Path, push_outputs: bool, commit: bool) -> int:
+    """The whole loop; returns the exit status (see the module's docstring)."""
+    base = check_work_tree(base)
+    out.mkdir(parents=True, exist_ok=True)
+    facts = {"base": describe(base), "head": describe("HEAD"), "overrides": overrides,
+             "best_before": read_best(base)}
+    try:
+        facts["remote"] = check_remote()
+        pulled = dvc("pull", "--allow-missing")
+        if pulled.returncode:
+            raise RemoteUnavailable(f"remote unavailable: dvc pull failed ({_last_error(pulled)})")
+    except RemoteUnavailable as err:
+        facts["remote"] = f"**{err}**; the pipeline was not re-run"
+        facts["params_diff"] = dvc("params", "diff", base, "--md").stdout
+        (out / "report.md").write_text(report(facts))
+        print(f"ci: {err}", file=sys.stderr)
+        return REMOTE_UNAVAILABLE
+    lock_before = read_lock()
+    seconds = run_pipeline(overrides)
+    facts["reruns"] = reruns(lock_before, read_lock(), seconds)
+    if push_outputs:
+        facts["remote"] += f": pulled, re-ran, pushed; {push()}"
+    facts["best_after"] = read_best()
+    facts["params_diff"] = dvc("params", "diff", base, "--md").stdout
+    facts["metrics_diff"] = dvc("metrics", "diff", base, "--md", "--precision", "4").stdout
+    plots = dvc("plots", "diff", base, "-o", str(out / "plots"))
+    facts["plots"] = str(out / "plots" / "index.html") if plots.returncode == 0 else ""
+    facts["gate"] = quality_gate(facts["best_before"], facts["best_after"], load_params().ci.max_drop) \
+        if facts["best_after"] else None
+    (out / "report.md").write_text(report(facts))
+    if commit:
+        git("add", "-A", "--", *RESULTS)
+        if git("status", "--porcelain", "--untracked-files=no"):
+            git("commit", "-q", "-m", f"ci: pipeline results for {facts['head']}")
+    ran = ", ".join(r["stage"] for r in facts["reruns"]) or "nothing (no changes)"
+    print(f"ci: re-ran {ran}; report in {out / 'report.md'}")
+    if facts["gate"] and not facts["gate"].passed:
+        print(f"ci: quality gate {facts['gate'].text}", file=sys.stderr)
+        return GATE_FAILED
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m facemask.ops.ci", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default="HEAD~1", help="the commit to compare with (default: HEAD~1)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params.yaml override, as `dvc exp run -S` takes it (repeatable)")
+    parser.add_argument("--no-push", dest="push", action="store_false", help="do not push outputs to the remote")
+    parser.add_argument("--commit", action="store_true", help="commit dvc.lock and the tracked results afterwards")
+    parser.add_argument("--out", type=Path, default=Path("reports/ci"), help="where report.md and plots/ go")
+    args = parser.parse_args(argv)
+    try:
+        return rerun(args.base, args.overrides, args.out, args.push, args.commit)
+    except RemoteUnavailable as err:
+        print(f"ci: {err}", file=sys.stderr)
+        return REMOTE_UNAVAILABLE
+    except UserError as err:
+        print(f"ci: error: {err}", file=sys.stderr)
+        return REFUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The MLflow model registry as the way to use a model: a --model that is a models:/ or runs:/ URI, the pyfunc
+that `mlflow models serve` runs, and rolling the champion alias back to an earlier version."""
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from facemask.core import UserError
+from facemask.store.tracking import connect
+
+CHAMPION = "champion"
+
+
+def local_model(uri: str) -> Path:
+    """The model.keras of a models:/ or runs:/ URI, downloaded from the configured store for this process."""
+    tracking_uri = connect()
+    target = Path(tempfile.mkdtemp(prefix="facemask-model-"))
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    try:
+        downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target)))
+    except MlflowException as err:
+        raise UserError(f"--model {uri}: not found in MLFLOW_TRACKING_URI={tracking_uri} ({err.message.splitlines()[0]}); "
+                        "`dvc repro` registers the champion, or check the URI and MLFLOW_TRACKING_URI") from None
+    found = sorted(downloaded.rglob("*.keras")) if downloaded.is_dir() else [downloaded]
+    if not found or found[0].suffix != ".keras":
+        raise UserError(f"--model {uri}: holds no .keras model; pass a model logged by the train stage")
+    return found[0]
+
+
+def rollback(model_name: str, version: int | None = None) -> tuple[str, str]:
+    """Move `model_name`@champion to `version` (default: the newest version below the champion); returns (from, to)."""
+    tracking_uri = connect()
+    client = MlflowClient()
+    try:
+        current = int(client.get_model_version_by_alias(model_name, CHAMPION).version)
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{model_name}'"))
+    except MlflowException as err:
+        raise UserError(f"{model_name}@{CHAMPION}: not found in MLFLOW_TRACKING_URI={tracking_uri} "
+                        f"({err.message.splitlines()[0]}); `dvc repro` (select) sets it") from None
+    earlier = [v for v in versions if v < current]
+    if version is None and not earlier:
+        raise UserError(f"{model_name}@{CHAMPION} is version {current}, the first; there is no earlier version to roll back to")
+    target = earlier[-1] if version is None else version
+    if target not in earlier:
+        raise UserError(f"--to {version}: not a version of {model_name} before the champion ({current}); "
+                        f"choose one of: {', '.join(map(str, earlier)) or 'none'}")
+    try:
+        client.set_registered_model_alias(model_name, CHAMPION, str(target))
+    except MlflowException as err:
+        raise UserError(f"{model_name}@{CHAMPION}: this account may not move it ({err.message.splitlines()[0]}); "
+                        "ask for MANAGE permission on the registered model") from None
+    return str(current), str(target)
