@@ -24,10 +24,10 @@ run: install
 	cat reports/results.md
 
 test: install
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --durations=25
 
 test-fast: install
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(PYTHON) -m pytest -q -m unit
 
 lint: install
 	ruff check .

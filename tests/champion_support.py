@@ -25,7 +25,7 @@ def tiny_model_file() -> Path:
     """
     import keras
 
-    from facemask.core.model import backbone_of, build_classifier
+    from facemask.core.model import build_classifier
 
     keras.utils.set_random_seed(0)
     model = build_classifier("MobileNetV2", IMAGE_SIZE, None)
@@ -42,6 +42,13 @@ def tiny_model_file() -> Path:
     atexit.register(shutil.rmtree, folder, True)
     model.save(folder / "model.keras")
     return folder / "model.keras"
+
+
+def backbone_of(model):
+    """The nested keras.applications model inside a classifier from build_classifier."""
+    import keras
+
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
 def write_image(path: Path, width: int = 60, height: int = 48, seed: int = 0) -> Path:

@@ -37,6 +37,7 @@ def _noise(path, size=(64, 64), **save_args) -> None:
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(path, **save_args)
 
 
+@pytest.mark.unit
 def test_truncated_jpeg_names_the_file(tmp_path):
     path = tmp_path / "cut.jpg"
     _noise(path)
@@ -45,6 +46,7 @@ def test_truncated_jpeg_names_the_file(tmp_path):
         load_rgb(path)
 
 
+@pytest.mark.unit
 def test_png_named_jpg_is_kept_read_by_content_and_noted(tiny_dataset, tmp_path):
     path = tiny_dataset / "with_mask_old" / "really_a_png.jpg"
     _noise(path, format="PNG")
@@ -65,6 +67,7 @@ def test_png_named_jpg_is_kept_read_by_content_and_noted(tiny_dataset, tmp_path)
     ("cmyk.tif", lambda: Image.new("RGB", (8, 8), COLOUR).convert("CMYK"), COLOUR),
     ("grey16.png", lambda: Image.fromarray(np.full((8, 8), 200 * 257, dtype=np.uint16)), (200, 200, 200)),
 ])
+@pytest.mark.unit
 def test_every_image_mode_becomes_the_right_rgb(tmp_path, name, make, expected):
     path = tmp_path / name
     make().save(path)
@@ -73,12 +76,14 @@ def test_every_image_mode_becomes_the_right_rgb(tmp_path, name, make, expected):
     assert np.abs(pixels.astype(int) - expected).max() <= (6 if name.endswith(".jpg") else 1), pixels[0, 0]
 
 
+@pytest.mark.unit
 def test_48_bit_rgb_png_becomes_8_bit_rgb(tmp_path):
     path = tmp_path / "rgb16.png"
     _png(path, 8, colour_type=2, bit_depth=16, row=struct.pack(">3H", *(c * 257 for c in COLOUR)) * 8)
     assert (load_rgb(path) == COLOUR).all()
 
 
+@pytest.mark.unit
 def test_exif_rotation_turns_the_pixels_not_just_the_shape(tmp_path):
     """Stored 30x10 with red left, blue right; orientation 6 (rotate 90 clockwise) puts red on top."""
     stored = np.zeros((10, 30, 3), dtype=np.uint8)
@@ -93,12 +98,14 @@ def test_exif_rotation_turns_the_pixels_not_just_the_shape(tmp_path):
     assert np.abs(pixels[2, 5] - (255, 0, 0)).max() < 30 and np.abs(pixels[-3, 5] - (0, 0, 255)).max() < 30
 
 
+@pytest.mark.unit
 def test_an_image_thin_in_one_direction_is_below_min_size(tiny_dataset, tmp_path):
     Image.new("RGB", (40, 8)).save(tiny_dataset / "without_mask_young" / "strip.png")
     _, report = ingest(tiny_dataset, tmp_path / "raw", min_size=16)
     assert [r["reason"] for r in report] == ["40x8 is smaller than ingest.min_size=16"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("side", [8000, 20000])  # over ingest.max_pixels / over Pillow's own bomb guard too
 def test_decompression_bomb_is_refused_without_decoding(tmp_path, monkeypatch, side):
     path = tmp_path / "bomb.png"
@@ -113,6 +120,7 @@ def test_decompression_bomb_is_refused_without_decoding(tmp_path, monkeypatch, s
         load_rgb(path)
 
 
+@pytest.mark.unit
 def test_a_folder_inside_a_class_folder_is_skipped_with_the_reason(tiny_dataset, tmp_path):
     (tiny_dataset / "with_mask_young" / "more").mkdir()
     _, report = ingest(tiny_dataset, tmp_path / "raw")
@@ -121,6 +129,7 @@ def test_a_folder_inside_a_class_folder_is_skipped_with_the_reason(tiny_dataset,
 
 @pytest.mark.parametrize("kind, member", [("zip", "/tmp/escape.png"), ("tar", "../escape.png"),
                                           ("tar", "/tmp/escape.png"), ("zip", "C:/escape.png")])
+@pytest.mark.unit
 def test_archive_members_outside_the_target_are_refused(tmp_path, kind, member):
     archive = tmp_path / f"evil.{kind}"
     if kind == "zip":
@@ -136,6 +145,7 @@ def test_archive_members_outside_the_target_are_refused(tmp_path, kind, member):
     assert not list((tmp_path / "out").iterdir())
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("target", ["/etc/passwd", "../../../etc/passwd"])
 def test_a_tar_link_pointing_outside_is_refused(tmp_path, target):
     archive = tmp_path / "links.tar"
@@ -147,6 +157,7 @@ def test_a_tar_link_pointing_outside_is_refused(tmp_path, target):
         extract(archive, tmp_path / "out")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", ["data.zip", "data.tar.gz"])
 def test_a_damaged_archive_says_to_download_it_again(tiny_dataset, tmp_path, name):
     archive = tmp_path / name
@@ -170,6 +181,7 @@ def test_a_model_file_with_code_in_it_is_refused(tmp_path):
         load(tmp_path / "evil.keras")
 
 
+@pytest.mark.unit
 def test_nothing_unpickles_or_loads_unsafely():
     sources = [p for folder in ("facemask", "stages") for p in (REPO / folder).glob("*.py")]
     text = "\n".join(p.read_text() for p in sources)

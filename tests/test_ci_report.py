@@ -1,5 +1,9 @@
 """The CI report's logic: stage times from a dvc log, why a stage re-ran, the quality gate, the champion."""
+import pytest
+
 from facemask.ops.ci_report import champion_moved, quality_gate, report, reruns, stage_seconds, why
+
+pytestmark = pytest.mark.unit  # the fast layer: make test-fast
 
 LOCK_ENTRY = {"cmd": "python -m stages.train X",
               "deps": [{"path": "stages/train.py", "md5": "a"}, {"path": "data/split", "md5": "b.dir"}],

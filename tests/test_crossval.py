@@ -7,6 +7,8 @@ import pytest
 
 from benchmarks.crossval import paired_with, report, table
 
+pytestmark = pytest.mark.unit  # the fast layer: make test-fast
+
 LABELS = np.array([0, 1, 2, 3, 0, 1, 2, 3])
 ROWS = [{"source": "a" if i % 2 else "b"} for i in range(len(LABELS))]
 

@@ -39,7 +39,7 @@ def test_candidates_are_named_once():
     stages = dvc("stage", "list", "--name-only", cwd=REPO).stdout.split()
     for name in PARAMS["candidates"]:
         assert {f"features@{name}", f"train@{name}", f"evaluate@{name}"} <= set(stages)
-    assert {"metrics/candidates", "models/candidates"} <= set(DVC_YAML["stages"]["select"]["deps"])
+    assert {"reports/candidates", "models/candidates"} <= set(DVC_YAML["stages"]["select"]["deps"])
     dag = dvc("dag", "--dot", "select", cwd=REPO).stdout
     assert all(f'"evaluate@{name}" -> "select"' in dag or f'"train@{name}" -> "select"' in dag
                for name in PARAMS["candidates"]), dag

@@ -6,6 +6,8 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 from facemask.core.images import REFRAMINGS
 from facemask.pipeline.evaluation import accuracy_by, classification_metrics, reframed_scores, report_text
 
+pytestmark = pytest.mark.unit  # the fast layer: make test-fast
+
 # A known confusion: rows are true classes 0..3, columns predictions.
 CONFUSION = np.array([[8, 2, 0, 0], [1, 9, 0, 0], [0, 0, 7, 3], [0, 1, 0, 9]])
 Y_TRUE = np.concatenate([[t] * n for t, row in enumerate(CONFUSION) for p, n in enumerate(row)])

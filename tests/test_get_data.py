@@ -8,6 +8,8 @@ from facemask.core import UserError
 from facemask.ops import get_data as module
 from facemask.ops.get_data import get_data
 
+pytestmark = pytest.mark.unit  # the fast layer: make test-fast
+
 DEFAULT = "data/external/facemask-age"
 
 

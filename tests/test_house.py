@@ -25,6 +25,7 @@ def loads_tensorflow(runner: str, target: str, *args: str) -> bool:
     return result.stderr.strip().splitlines()[-1] != "False False"
 
 
+@pytest.mark.unit
 def test_import_facemask_and_its_light_modules_leave_tensorflow_out():
     code = ("import sys, facemask, facemask.core.params, facemask.core.images, facemask.ops.ci, facemask.ops.results; "
             "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
@@ -44,10 +45,12 @@ def test_a_commands_help_loads_only_that_command():
     assert loads_tensorflow("run_module", "facemask", "export", "--help")  # its options come from facemask.use.export
 
 
+@pytest.mark.unit
 def test_dvc_yaml_lists_the_code_each_stage_imports():
     assert dag.differences() == {}, "dvc.yaml's code deps are out of date: python -m facemask.ops.dag --write"
 
 
+@pytest.mark.unit
 def test_a_new_import_shows_as_a_missing_dep(tmp_path):
     (tmp_path / "stages").mkdir()
     (tmp_path / "facemask" / "core").mkdir(parents=True)

@@ -6,6 +6,8 @@ from PIL import Image
 from facemask.core.images import REFRAMINGS, ImageError, load_rgb, reframe
 from facemask.core.resize import load_batch, resizer
 
+pytestmark = pytest.mark.unit  # the fast layer: make test-fast
+
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "CMYK", "LA", "I;16"])
 def test_any_mode_loads_as_rgb_uint8(tmp_path, mode):

@@ -8,6 +8,8 @@ from facemask.core import CLASSES
 from facemask.pipeline.ingest import IngestError, extract, find_class_root, ingest, load_metadata, materialise
 from tests.conftest import tree_digest
 
+pytestmark = pytest.mark.unit  # the fast layer: make test-fast
+
 
 def test_reports_corrupt_and_non_image_files_and_leaves_source_untouched(tiny_dataset, tmp_path):
     (tiny_dataset / "with_mask_old" / "truncated.jpg").write_bytes(

@@ -110,8 +110,8 @@ def test_ensemble_concatenates_member_features_under_one_head():
 
 def test_fine_tuning_keeps_pretrained_batchnorm_in_inference_mode():
     """Keras 3 ignores training=False at the backbone's call once fit() runs: train freezes BN layers."""
-    from facemask.core.model import backbone_of
     from facemask.pipeline.fitting import fine_tune_model
+    from tests.champion_support import backbone_of
 
     model = build_classifier("MobileNetV2", 32, None)
     fine_tune_model(model, _recipe(fine_tune_layers=20), pretrained=True, steps=10)

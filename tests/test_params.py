@@ -11,6 +11,8 @@ from facemask.core.params import SELECT_METRICS, Params, ParamsError, load_param
 from facemask.pipeline.selection import METRICS
 from tests.pipeline_support import PARAMS, with_changes
 
+pytestmark = pytest.mark.unit  # the fast layer: make test-fast
+
 CHOICES = ", ".join(BACKBONES)
 
 

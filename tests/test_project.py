@@ -7,6 +7,8 @@ import pytest
 from facemask.core.backbones import BACKBONES, resolve_weights
 from facemask.core.project import project_path, root
 
+pytestmark = pytest.mark.unit  # the fast layer: make test-fast
+
 
 @pytest.fixture
 def queued_copy(tmp_path, monkeypatch) -> Path:

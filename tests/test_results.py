@@ -9,6 +9,8 @@ from facemask.core.outputs import SELECTION_REPORT, split_report
 from facemask.ops import results
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.unit  # the fast layer: make test-fast
+
 
 def _readme_block() -> str:
     begin, end = results.MARKERS

@@ -4,6 +4,8 @@ import pytest
 from facemask.core import UserError
 from facemask.pipeline.selection import choose, summary
 
+pytestmark = pytest.mark.unit  # the fast layer: make test-fast
+
 
 def _candidate(val_f1, val_acc, ci, test_acc):
     return {"val": {"macro_f1": val_f1, "accuracy": val_acc, "accuracy_ci95": ci},

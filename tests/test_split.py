@@ -8,6 +8,8 @@ from facemask.pipeline.ingest import ingest
 from facemask.pipeline.splits import split_images, training_images
 from facemask.pipeline.splitting import SPLITS, LeakageError, clusters, fix_leakage, leaking_clusters, split
 
+pytestmark = pytest.mark.unit  # the fast layer: make test-fast
+
 
 def test_groups_and_identical_pictures_form_one_cluster():
     rows = [{"file": "a", "md5": "1", "group": "g"}, {"file": "b", "md5": "2", "group": "g"},

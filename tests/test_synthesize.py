@@ -3,6 +3,7 @@ go on training-split and pool faces only, labelled without mask of the face's ag
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from PIL import Image
 
@@ -12,6 +13,8 @@ from facemask.pipeline.splits import image_path
 from facemask.pipeline.synthesize import draw_mask, pick, synthesize, unmasked_training_faces
 from stages.synthesize import main
 from tests.conftest import REPO, tree_digest
+
+pytestmark = pytest.mark.unit  # the fast layer: make test-fast
 
 
 def test_mask_covers_the_lower_face_and_leaves_the_eyes():

@@ -125,6 +125,7 @@ def test_smoothed_label_is_the_mean_of_the_tracks_last_frames(cli_run):
             np.testing.assert_allclose(list(record["probabilities"].values()), expected, atol=2e-5)
 
 
+@pytest.mark.unit
 def test_tracker_keeps_ids_through_motion_and_short_misses():
     tracker = Tracker(smooth=3, max_missed=2)
     p = np.array([0.7, 0.1, 0.1, 0.1])
@@ -222,6 +223,7 @@ def test_live_source_drops_frames_and_a_stall_ends_within_the_timeout(mjpeg_stre
     assert len(read_frames(out)) == summary["frames_processed"] + summary["frames_dropped"]  # dropped ones repeated
 
 
+@pytest.mark.unit
 def test_iou_is_one_for_the_same_box_and_the_overlap_share_otherwise():
     from facemask.use.detect import iou
 

@@ -102,10 +102,6 @@ def predict_labels(model: keras.Model, paths: list, batch_size: int = 32, view: 
     return model.predict(batch, batch_size=batch_size, verbose=0).argmax(axis=1)
 
 
-def backbone_of(model: keras.Model) -> keras.Model:
-    """The nested keras.applications model inside `model`."""
-    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
-
 
 def load(path) -> keras.Model:
     """Load a saved classifier in Keras safe mode (no arbitrary code is deserialised)."""

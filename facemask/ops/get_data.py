@@ -7,6 +7,7 @@ machines). Else stop with one message naming the three ways. Nothing the user ha
 
     python -m facemask.ops.get_data
 """
+import argparse
 import subprocess
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def get_data(source: str, folder: str | None, pull=dvc_pull) -> str:
 
 
 def main() -> None:
+    argparse.ArgumentParser(prog="python -m facemask.ops.get_data", description=__doc__.split("\n\n")[0]).parse_args()
     params = load_params()
     print(get_data(params.ingest.source, params.data.folder))
 

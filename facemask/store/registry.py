@@ -1,5 +1,5 @@
-"""The MLflow model registry as the way to use a model: a --model that is a models:/ or runs:/ URI, the pyfunc
-that `mlflow models serve` runs, and rolling the champion alias back to an earlier version."""
+"""The MLflow model registry: the `champion` alias, the model.keras behind a models:/ or runs:/ URI, and rolling
+the alias back to an earlier version. (What the registry serves, the pyfunc, is facemask.use.pyfunc.)"""
 import atexit
 import shutil
 import tempfile
@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 from facemask.core import UserError
 from facemask.store.tracking import connect
 
-CHAMPION = "champion"
+CHAMPION = "champion"  # the alias select sets and predict, serve and rollback read
 
 
 def local_model(uri: str) -> Path:
