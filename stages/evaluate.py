@@ -22,10 +22,10 @@ from facemask.store.tracking import configure, recorded_run_id, start_run
 
 def main() -> None:
     candidate = candidate_arg("evaluate")
-    params = load_params().evaluate
+    params = load_params()
     configure()  # an unreachable tracking server fails here, before evaluating
     model = load(require(model_dir(candidate) / "model.keras", f"train@{candidate}"))
-    result = evaluate(model, split_rows("test"), SPLIT_DIR, params.batch_size)
+    result = evaluate(model, split_rows("test"), SPLIT_DIR, params.evaluate.batch_size, params.synthesize.aligned_sources)
     metrics = {"candidate": candidate, "split": "test", **result["metrics"]}
     report_dir = CANDIDATE_REPORTS / candidate
     write_json(test_metrics(candidate), headline("test", metrics))

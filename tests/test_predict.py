@@ -63,7 +63,7 @@ def test_whole_image_prediction_equals_the_evaluate_stage(model, tmp_path):
 
     split = make_split(tmp_path / "split", per_class=2)
     rows = [r for r in read_csv(split / "split.csv") if r["split"] == "test"]
-    evaluated = evaluate(model, rows, split, batch_size=32)["predictions"]
+    evaluated = evaluate(model, rows, split, batch_size=32, aligned_sources=())["predictions"]
     predictor = Predictor(model, detect=False)
     for row, expected in zip(rows, evaluated, strict=True):
         path = split / "test" / row["label"] / row["file"].rsplit("/", 1)[1]

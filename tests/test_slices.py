@@ -13,6 +13,8 @@ from facemask.pipeline.masks import WORN_WRONG, draw_mask
 from facemask.pipeline.slices import AGE_BANDS, age_scores, compute, degraded_images, slices, worn_wrong_face
 from facemask.pipeline.splits import image_path
 
+ALIGNED = ("utkface_crop_part1",)  # as params.yaml's synthesize.aligned_sources
+
 SIZE = 200
 # Parts of an aligned 200x200 face (UTKFace's layout), as (rows, columns).
 EYES = (slice(50, 70), slice(50, 150))
@@ -85,7 +87,7 @@ def _rows() -> list[dict]:
 
 def test_worn_wrong_faces_are_unmasked_aligned_faces_scored_as_without_mask_of_their_own_age():
     rows = _rows()
-    chosen = [r for r in rows if worn_wrong_face(r)]
+    chosen = [r for r in rows if worn_wrong_face(r, ALIGNED)]
     assert [(r["source"], r["label"]) for r in chosen] == [("utkface_crop_part1", "without_mask_old"),
                                                           ("utkface_crop_part1", "without_mask_young")]
     images = [_photo(i) for i in range(len(rows))]
@@ -95,7 +97,7 @@ def test_worn_wrong_faces_are_unmasked_aligned_faces_scored_as_without_mask_of_t
         calls.append(len(batch))
         return np.full(len(batch), CLASSES.index("without_mask_old"))
 
-    result = slices(rows, images, np.arange(len(rows)) % 4, always_without_mask_old)["worn_wrong"]
+    result = slices(rows, images, np.arange(len(rows)) % 4, always_without_mask_old, ALIGNED)["worn_wrong"]
     for placement in WORN_WRONG:  # called without mask: all; right age: the old face only
         assert result["placements"][placement] == {"n": 2, "without_mask_rate": 1.0, "accuracy": 0.5}
     assert result["without_mask_rate"] == 1.0 and result["worn_mask_recall"] == 1.0
@@ -135,8 +137,8 @@ def test_slices_end_to_end_on_a_tiny_model(tmp_path):
         Image.fromarray(_photo(i)).save(path)
     model = _tiny_model()
     y_pred = model.predict(load_batch([image_path(r, tmp_path) for r in rows], 16), verbose=0).argmax(axis=1)
-    result = compute(model, rows, tmp_path, 4, y_pred)
-    assert result == compute(model, rows, tmp_path, 4, y_pred)  # deterministic
+    result = compute(model, rows, tmp_path, 4, y_pred, ALIGNED)
+    assert result == compute(model, rows, tmp_path, 4, y_pred, ALIGNED)  # deterministic
     clean = float((y_pred == [CLASSES.index(r["label"]) for r in rows]).mean())
     assert result["degraded"]["clean_accuracy"] == pytest.approx(clean)
     for kind in DEGRADATIONS:
@@ -153,7 +155,7 @@ def test_slices_end_to_end_on_a_tiny_model(tmp_path):
 def test_slices_without_aligned_faces_or_ages_have_no_values_to_log():
     rows = [{**r, "source": "somertonman_hackathon", "age": ""} for r in _rows()]
     result = slices(rows, [_photo(i) for i in range(len(rows))], np.zeros(len(rows), dtype=int),
-                    lambda batch: np.zeros(len(batch), dtype=int))
+                    lambda batch: np.zeros(len(batch), dtype=int), ALIGNED)
     assert result["worn_wrong"]["without_mask_rate"] is None and result["age"]["bands"] == {}
     assert result["age"]["worst_band"] is None and result["age"]["with_mask_old_recall"] == 1.0
     degraded = result["degraded"]  # every face called with_mask_old: every unmasked face called masked

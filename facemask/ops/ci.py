@@ -159,7 +159,7 @@ def rerun(base: str, overrides: list[str], out: Path, push_outputs: bool, commit
         facts["remote"] += f": pulled, re-ran, pushed; {push()}"
     facts["best_after"] = read_best()
     facts["params_diff"] = dvc("params", "diff", base, "--md").stdout
-    facts["metrics_diff"] = dvc("metrics", "diff", base, "--md", "--precision", "4").stdout
+    facts["metrics_diff"] = dvc("metrics", "diff", base, "--all", "--md", "--precision", "4").stdout
     plots = dvc("plots", "diff", base, "-o", str(out / "plots"))
     facts["plots"] = str(out / "plots" / "index.html") if plots.returncode == 0 else ""
     facts["gate"] = quality_gate(facts["best_before"], facts["best_after"], load_params().ci.max_drop) \

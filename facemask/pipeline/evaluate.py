@@ -32,7 +32,7 @@ SUMMARY = ("test_worn_wrong_without_mask_rate", "test_degraded_dark_accuracy", "
            "test_degraded_blur_accuracy", "test_degraded_jpeg20_accuracy", "test_with_mask_old_recall")
 
 
-def evaluate(model, rows: list[dict], split_dir: Path, batch_size: int) -> dict:
+def evaluate(model, rows: list[dict], split_dir: Path, batch_size: int, aligned_sources) -> dict:
     """Predict every row's image and score it; returns metrics, per-image predictions and timing."""
     paths = [image_path(r, split_dir) for r in rows]
     y_true = np.array([CLASSES.index(r["label"]) for r in rows])
@@ -52,7 +52,7 @@ def evaluate(model, rows: list[dict], split_dir: Path, batch_size: int) -> dict:
     if len(averaged := members(model)) > 1:  # a seed-averaged model: each member's own score, for the spread
         metrics["members"] = member_scores(y_true, {member.name: member.predict(batch, batch_size=batch_size, verbose=0)
                                                     .argmax(axis=1) for member in averaged})
-    metrics["slices"] = compute_slices(model, rows, split_dir, batch_size, y_pred)
+    metrics["slices"] = compute_slices(model, rows, split_dir, batch_size, y_pred, aligned_sources)
     predictions = [
         {"file": r["file"], "source": r.get("source", ""), "actual": r["label"], "predicted": CLASSES[p],
          **{f"p_{c}": round(float(q), 5) for c, q in zip(CLASSES, prob, strict=True)}}

@@ -23,7 +23,6 @@ from facemask.pipeline.masks import WORN_WRONG, draw_mask
 from facemask.pipeline.splits import image_path
 
 SEED = 1337
-ALIGNED_SOURCES = ("utkface_crop_part1",)  # as params.yaml's synthesize.aligned_sources
 AGE_BANDS = ((0, 20, "0-19"), (20, 40, "20-39"), (40, 60, "40-59"), (60, 70, "60-69"), (70, 200, "70+"))  # years
 WITHOUT_MASK = np.array([c.startswith("without_mask") for c in CLASSES])
 OLD = np.array([c.endswith("_old") for c in CLASSES])
@@ -40,9 +39,9 @@ def degraded_image(rgb: np.ndarray, kind: str, i: int, seed: int = SEED) -> np.n
     return degrade(rgb, kind, np.random.default_rng((seed, DEGRADATIONS.index(kind), i)))
 
 
-def worn_wrong_face(row: dict) -> bool:
-    """Whether the worn-wrong slice draws on this row: an aligned face without a mask."""
-    return row.get("source") in ALIGNED_SOURCES and row["label"].startswith("without_mask")
+def worn_wrong_face(row: dict, aligned_sources) -> bool:
+    """Whether the worn-wrong slice draws on this row: an aligned face (synthesize.aligned_sources) without a mask."""
+    return row.get("source") in aligned_sources and row["label"].startswith("without_mask")
 
 
 def worn_wrong_images(images: list[np.ndarray], placement: str, seed: int = SEED) -> list[np.ndarray]:
@@ -83,30 +82,32 @@ def age_scores(ages: list[str], y_true, y_pred, with_mask_old_recall: float) -> 
             "bands": bands, "worst_band": worst}
 
 
-def compute(model, rows: list[dict], split_dir, batch_size: int, y_pred, seed: int = SEED) -> dict:
+def compute(model, rows: list[dict], split_dir, batch_size: int, y_pred, aligned_sources, seed: int = SEED) -> dict:
     """The worn_wrong, degraded and age slices of the test split `rows`, whose clean predictions are `y_pred`."""
     size = input_size(model)
 
     def predict(images: list[np.ndarray]) -> np.ndarray:
         return model.predict(resize_batch(images, size), batch_size=batch_size, verbose=0).argmax(axis=1)
 
-    return slices(rows, [load_rgb(image_path(r, split_dir)) for r in rows], np.asarray(y_pred), predict, seed)
+    return slices(rows, [load_rgb(image_path(r, split_dir)) for r in rows], np.asarray(y_pred), predict, aligned_sources,
+                  seed)
 
 
-def slices(rows: list[dict], images: list[np.ndarray], y_pred: np.ndarray, predict: Predict, seed: int = SEED) -> dict:
+def slices(rows: list[dict], images: list[np.ndarray], y_pred: np.ndarray, predict: Predict, aligned_sources,
+           seed: int = SEED) -> dict:
     """The three slices, given the rows' decoded images, their clean predictions, and predict(images) -> labels."""
     y_true = np.array([CLASSES.index(r["label"]) for r in rows])
     wm_old = y_true == CLASSES.index("with_mask_old")
     recall = float((y_pred[wm_old] == y_true[wm_old]).mean()) if wm_old.any() else None
-    return {"worn_wrong": worn_wrong_slice(rows, images, y_true, y_pred, predict, seed),
+    return {"worn_wrong": worn_wrong_slice(rows, images, y_true, y_pred, predict, aligned_sources, seed),
             "degraded": degraded_slice(images, y_true, y_pred, predict, seed),
             "age": age_scores([r.get("age", "") for r in rows], y_true, y_pred, recall)}
 
 
-def worn_wrong_slice(rows, images, y_true, y_pred, predict: Predict, seed: int) -> dict:
+def worn_wrong_slice(rows, images, y_true, y_pred, predict: Predict, aligned_sources, seed: int) -> dict:
     """Scores per placement on the aligned unmasked faces, the pooled without-mask rate, and beside it
     the share of the real masked photos called with mask (the recall a fix must keep)."""
-    faces = [i for i, r in enumerate(rows) if worn_wrong_face(r)]
+    faces = [i for i, r in enumerate(rows) if worn_wrong_face(r, aligned_sources)]
     placements = {p: worn_wrong_scores(y_true[faces], predict(worn_wrong_images([images[i] for i in faces], p, seed))
                                        if faces else []) for p in WORN_WRONG}
     masked = ~WITHOUT_MASK[y_true]
