@@ -58,7 +58,7 @@ def main() -> None:
         result["registered"] = None
         result["why"] += f"; not registered: {choice['value']:.4f} < select.threshold={params.threshold}"
     write_json(SELECTION_REPORT, result)
-    write_json(BEST_METRICS, {key: result[key] for key in ("winner", "metric", "value", "why", "run_id", "registered")})
+    write_json(BEST_METRICS, {key: result[key] for key in ("winner", "metric", "value", "registered")})
     print(f"select: {winner} - {result['why']}")
 
 

@@ -127,11 +127,11 @@ def test_a_change_to_one_candidate_reruns_only_it_reports_and_pushes(clone_b):
 
 
 def test_a_drop_of_the_selection_metric_fails_the_gate_with_the_reason(clone_b):
-    """The base's champion scored higher than the pipeline gives now (its best.json says 1.0): select
+    """The base's champion scored higher than the pipeline gives now (its select.json says 1.0): select
     re-runs, the metric falls by more than ci.max_drop, the runner exits 1 and says why."""
     set_param(clone_b, "ci.max_drop", 0.02)
-    best = json.loads((clone_b / "metrics" / "best.json").read_text())
-    (clone_b / "metrics" / "best.json").write_text(json.dumps({**best, "value": 1.0}))
+    best = json.loads((clone_b / "reports" / "select.json").read_text())
+    (clone_b / "reports" / "select.json").write_text(json.dumps({**best, "value": 1.0}))
     sh("git", "commit", "-q", "-am", "a base whose champion scored 1.0", cwd=clone_b)
     result = runner("--base", "HEAD", cwd=clone_b)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from facemask.core import UserError
+from facemask.core.outputs import SELECTION_REPORT
 from facemask.core.params import load_params
 from facemask.ops.ci_report import quality_gate, report, reruns, stage_seconds
 
@@ -124,8 +125,9 @@ def read_lock(revision: str | None = None) -> dict:
 
 
 def read_best(revision: str | None = None) -> dict | None:
-    text = git("show", f"{revision}:metrics/best.json", check=False) if revision else \
-        (Path("metrics/best.json").read_text() if Path("metrics/best.json").is_file() else "")
+    """What select wrote at `revision` (default: the work tree): the winner, its metric, run and registration."""
+    text = git("show", f"{revision}:{SELECTION_REPORT}", check=False) if revision else \
+        (SELECTION_REPORT.read_text() if SELECTION_REPORT.is_file() else "")
     return json.loads(text) if text else None
 
 

@@ -1,5 +1,5 @@
-"""What a CI re-run changed, as pure functions of dvc.lock, metrics/best.json and the run's log:
-which stages re-ran and why, whether the champion moved, and the quality gate (facemask/ci.py runs them)."""
+"""What a CI re-run changed, as pure functions of dvc.lock, reports/select.json and the run's log:
+which stages re-ran and why, whether the champion moved, and the quality gate (facemask/ops/ci.py runs them)."""
 import re
 from dataclasses import dataclass
 
