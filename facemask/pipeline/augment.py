@@ -26,11 +26,7 @@ from facemask.core.progress import bar
 from facemask.pipeline.degrade import random_degrade
 
 SYNTHETIC_DIR = Path("data/synthetic")
-
-
 OUT_DIR = Path("data/augmented")
-
-
 CAMERA = ("dark", "blur", "noise", "jpeg")  # applied in this order: light, lens, sensor, encoder
 
 

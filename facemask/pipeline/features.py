@@ -24,11 +24,7 @@ from facemask.core.progress import bar
 from facemask.core.resize import load_batch
 
 OUT_ROOT = Path("data/features")
-
-
 SHARED = OUT_ROOT / "shared"  # one file per (backbone, image size): the latest weights and images only
-
-
 CHUNK = 256  # images decoded at a time, to bound memory
 
 

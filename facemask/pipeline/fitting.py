@@ -42,11 +42,7 @@ from facemask.pipeline.distribute import KERAS_VALIDATION_BATCH, require_even_fi
 from facemask.pipeline.splits import split_images, training_images
 
 FEATURES_ROOT = Path("data/features")
-
-
 CHECKPOINT_ROOT = Path(".checkpoints")
-
-
 LOADERS = 2  # threads that decode training images ahead of the model (one per core here)
 
 

@@ -27,17 +27,9 @@ from facemask.core.images import (
 from facemask.core.progress import bar
 
 OUT_DIR = Path("data/raw")
-
-
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
-
-
 OWN_COLUMNS = ("file", "label", "md5", "width", "height")
-
-
 REPORT_COLUMNS = ("file", "label", "action", "reason")
-
-
 DOWNLOAD_TIMEOUT_S = 30
 
 

@@ -17,14 +17,8 @@ from facemask.core import CLASSES, UserError
 from facemask.core.files import read_csv
 
 RAW_DIR = Path("data/raw")
-
-
 OUT_DIR = Path("data/split")
-
-
 REPORT = Path("reports/split.json")
-
-
 SPLITS = ("train", "val", "test")
 
 
