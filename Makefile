@@ -24,7 +24,7 @@ run: install
 	cat reports/results.md
 
 test: install
-	$(PYTHON) -m pytest -q --durations=25
+	$(PYTHON) -m pytest -q --durations=25 -n 2 --dist loadfile
 
 test-fast: install
 	$(PYTHON) -m pytest -q -m unit

@@ -3,13 +3,13 @@
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from facemask.core.backbones import resolve_weights
 from facemask.core.files import write_json
 from facemask.core.model import build_ensemble, pooled_layers
 from facemask.core.params import load_params
+from facemask.core.quiet_tf import keras
 from facemask.core.stage import candidate_arg, run
 from facemask.pipeline.features import OUT_ROOT, images_digest, shared_features
 from facemask.pipeline.splits import split_images, training_images

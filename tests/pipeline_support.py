@@ -1,4 +1,4 @@
-"""Helpers for the hardening tests: run a real stage module in a subprocess, and a tiny trained DVC project."""
+"""Helpers for the pipeline tests: the smoke project's params (TINY) and build, a stage module run in a subprocess."""
 import copy
 import hashlib
 import json
@@ -13,21 +13,90 @@ import yaml
 
 from facemask.core.files import read_json
 from facemask.core.outputs import split_report
-from facemask.core.params import Synthesize
 from facemask.ops.datasets import generate
 from tests.conftest import REPO, tree_digest
-from tests.test_dvc_pipeline import _tiny_params, dvc
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
-# Without weights MobileNetV2's pooled features are almost constant: the head phase barely learns (and
-# stops early, restoring its best epoch); fine-tuning every layer does learn. Both phases checkpoint.
-# Two seeds: the candidate is two models averaged, and a kill in the second one's fine-tune must restore
-# the first from its checkpoint.
+
+# The smoke project (tests/conftest.py): every stage of dvc.yaml, one epoch, on generated images, weights none
+# (its models learn the same wherever it runs), params.yaml's candidates at 71 px (Xception's minimum).
+# Xception fine-tunes from the start, skipping the head phase, as MobileNetV2 does in params.yaml. MobileNetV2
+# (32 px) is two seeds averaged, each a head epoch then two fine-tune epochs: the interruption test kills the
+# second seed's fine-tune between epochs, the determinism test re-runs it, the distribute test re-trains it on
+# two devices (consistency training is left to test_consistency.py).
 BACKBONE = "MobileNetV2"
-TRAIN = {"epochs": 30, "learning_rate": 0.01, "fine_tune_epochs": 3, "fine_tune_layers": "all",
-         "fine_tune_learning_rate": 0.001, "seeds": [1337, 7]}
+TINY = {
+    "ingest": {"source": "dataset", "min_size": 16},
+    "augment": {"copies": 1},
+    "features": {"weights_dir": ""},
+    "candidates": {"image_size": 71, "weights": "none"},
+    "train": {"epochs": 1, "fine_tune_epochs": 0},
+    BACKBONE: ({"image_size": 32}, {"epochs": 1, "fine_tune_epochs": 2, "fine_tune_layers": "all",
+                                   "fine_tune_learning_rate": 0.001, "seeds": [1337, 7], "consistency": 0}),
+    "train_from_start": ("Xception", {"epochs": 0, "fine_tune_epochs": 1, "fine_tune_layers": 2}),
+    "select": {"threshold": 0.0},
+    "synthesize": {"pool": "pool", "old_from_pool": 4},
+    # A random-weight model's near-uniform answers flip under int8: only float parity is enforced here.
+    "export": {"seconds": 0.5, "calibration": 20, "int8_min_agreement": 0, "int8_max_gap": 1},
+    "explain": {"per_class": 1},
+}
 CHECKPOINTS = Path(".checkpoints") / BACKBONE
 CHECKPOINT = CHECKPOINTS / "seed_7" / "checkpoint.npz"  # the last member's
+
+
+def tiny_params() -> dict:
+    """params.yaml with TINY's settings: every stage in seconds on generated images."""
+    params = copy.deepcopy(PARAMS)
+    for section in ("ingest", "augment", "features", "select", "synthesize", "export", "explain"):
+        params[section].update(TINY[section])
+    for candidate in params["candidates"].values():
+        candidate.update(TINY["candidates"])
+        candidate["train"].update(TINY["train"])
+    settings, train = TINY[BACKBONE]
+    params["candidates"][BACKBONE].update(settings)
+    params["candidates"][BACKBONE]["train"].update(train)
+    name, train = TINY["train_from_start"]
+    params["candidates"][name]["train"].update(train)
+    return params
+
+
+def small_candidates(*names: str, **train) -> dict:
+    """Candidates that train in seconds: a MobileNetV2 head at 32 px on weights none, `train` overriding."""
+    recipe = {"epochs": 1, "fine_tune_epochs": 0, "batch_size": 16, "learning_rate": 0.01, "dropout": 0.3, **train}
+    return {name: {"backbones": ["MobileNetV2"], "image_size": 32, "weights": "none", "train": dict(recipe)}
+            for name in names}
+
+
+def copy_code(project: Path) -> None:
+    """This checkout's pipeline (dvc.yaml, stages/, facemask/) into `project`."""
+    for name in ("dvc.yaml", "stages", "facemask"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, project / name)
+
+
+def dvc(*args, cwd) -> subprocess.CompletedProcess:
+    """`dvc ARGS` in `cwd` with this environment's tools, the embedded MLflow store (no tracking URI)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def build_smoke_project(root: Path) -> Path:
+    """`dvc repro` of the whole DAG with TINY's params, in root/project."""
+    project = root / "project"
+    project.mkdir(parents=True)
+    copy_code(project)
+    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    generate(project / "dataset", per_class=20, size=40)
+    generate(project / "pool", per_class=2, size=40)
+    assert dvc("init", "--no-scm", cwd=project).returncode == 0
+    result = dvc("repro", cwd=project)
+    (root / "repro.log").write_text(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return project
 
 
 def with_changes(params: dict, changes: dict) -> dict:
@@ -81,31 +150,6 @@ def checkpoint_state(project: Path) -> dict:
             return json.loads(str(saved["state"]))
     except FileNotFoundError:
         return {}
-
-
-_TRAINED = {}
-
-
-def trained_project(tmp_path_factory) -> Path:
-    """A fresh copy of a tiny project after one uninterrupted `dvc repro train@<BACKBONE>` (built once a session)."""
-    if "root" not in _TRAINED:
-        root = tmp_path_factory.mktemp("trained") / "project"
-        root.mkdir()
-        for name in ("dvc.yaml", "stages", "facemask"):
-            (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
-        params = _tiny_params()
-        params["synthesize"].update(dict.fromkeys(Synthesize.POOL_COUNTS, 0))  # no pool in this project
-        params["train"]["patience"] = 10
-        params["candidates"][BACKBONE]["train"].update(TRAIN)
-        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        generate(root / "dataset", per_class=20, size=40)
-        assert dvc("init", "--no-scm", cwd=root).returncode == 0
-        result = dvc("repro", f"train@{BACKBONE}", cwd=root)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        _TRAINED["root"] = root
-    copy_ = tmp_path_factory.mktemp("copy") / "project"
-    shutil.copytree(_TRAINED["root"], copy_, symlinks=True)
-    return copy_
 
 
 def outputs(project: Path) -> dict:

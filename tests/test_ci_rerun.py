@@ -4,7 +4,6 @@ the pipeline and pushes everything; clone B (no dataset, no outputs) changes one
 champion's validation metric."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,8 @@ import yaml
 
 from facemask.core.params import Synthesize
 from facemask.ops.datasets import generate
-from tests.conftest import REPO, tree_digest
-from tests.test_dvc_pipeline import _tiny_params
+from tests.conftest import tree_digest
+from tests.pipeline_support import copy_code, small_candidates, tiny_params
 
 pytestmark = pytest.mark.slow
 CHANGED, OTHER = "Other", "First"  # two small candidates; the test changes one of them
@@ -38,11 +37,9 @@ def runner(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return sh(sys.executable, "-m", "facemask.ops.ci", *args, cwd=cwd, check=False)
 
 
-def tiny_params() -> dict:
-    params = _tiny_params()
-    small = {"backbones": ["MobileNetV2"], "image_size": 32, "weights": "none"}
-    train = {"epochs": 2, "fine_tune_epochs": 0, "batch_size": 16, "learning_rate": 0.01, "dropout": 0.3}
-    params["candidates"] = {OTHER: {**small, "train": train}, CHANGED: {**small, "train": dict(train)}}
+def ci_params() -> dict:
+    params = tiny_params()
+    params["candidates"] = small_candidates(OTHER, CHANGED, epochs=2)
     params["synthesize"].update(dict.fromkeys(Synthesize.POOL_COUNTS, 0))  # no pool in this project
     params["ci"] = {"max_drop": 1.0}
     return params
@@ -72,11 +69,8 @@ def origin(tmp_path_factory) -> dict:
     sh("git", "init", "-q", "--bare", str(bare), cwd=root)
     storage.mkdir()
     sh("git", "clone", "-q", str(bare), str(a), cwd=root)
-    for name in ("dvc.yaml", "stages", "facemask"):
-        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, a / name,
-                                                                    **({"ignore": shutil.ignore_patterns("__pycache__")}
-                                                                       if (REPO / name).is_dir() else {}))
-    (a / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    copy_code(a)
+    (a / "params.yaml").write_text(yaml.safe_dump(ci_params(), sort_keys=False))
     (a / ".gitignore").write_text("mlflow.db\nmlruns/\n__pycache__/\n/reports/ci/\n")
     generate(a / "dataset", per_class=12, size=40)
     dvc("init", "-q", cwd=a)

@@ -1,29 +1,17 @@
 """The DVC DAG: dvc.yaml is valid and consistent, and a tiny end-to-end `dvc repro` works and re-runs nothing."""
 import csv
 import json
-import os
-import shutil
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from facemask.core.files import read_json
 from facemask.core.outputs import EXPORT_REPORT, split_report
-from facemask.ops.datasets import generate
+from tests.conftest import REPO
+from tests.pipeline_support import BACKBONE, PARAMS, TINY, dvc
 
-REPO = Path(__file__).resolve().parents[1]
-PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
-
-
-def dvc(*args, cwd):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
 def test_dvc_yaml_is_valid():
@@ -45,52 +33,16 @@ def test_candidates_are_named_once():
                for name in PARAMS["candidates"]), dag
 
 
-TINY = {
-    "ingest": {"source": "dataset", "min_size": 16},
-    "augment": {"copies": 1},
-    "features": {"weights_dir": ""},
-    "candidates": {"image_size": 71, "weights": "none"},  # 71 px: Xception's minimum
-    "train": {"epochs": 1, "fine_tune_epochs": 0},
-    # One candidate skips the head phase and fine-tunes from the start, as MobileNetV2 does in params.yaml.
-    "train_from_start": ("MobileNetV2", {"epochs": 0, "fine_tune_epochs": 1, "fine_tune_layers": "all"}),
-    "select": {"threshold": 0.0},
-    "synthesize": {"pool": "pool", "old_from_pool": 4},
-    # A random-weight model's near-uniform answers flip under int8: only float parity is enforced here.
-    "export": {"seconds": 0.5, "calibration": 20, "int8_min_agreement": 0, "int8_max_gap": 1},
-    "explain": {"per_class": 1},
-}
-
-
-def _tiny_params() -> dict:
-    params = json.loads(json.dumps(PARAMS))
-    params["ingest"].update(TINY["ingest"])
-    params["augment"].update(TINY["augment"])
-    params["features"].update(TINY["features"])
-    for candidate in params["candidates"].values():
-        candidate.update(TINY["candidates"])
-        candidate["train"].update(TINY["train"])
-    name, spec = TINY["train_from_start"]
-    params["candidates"][name]["train"].update(spec)
-    params["select"].update(TINY["select"])
-    for section in ("synthesize", "export", "explain"):
-        params[section].update(TINY[section])
-    return params
+def history(project, candidate: str) -> list[tuple[str, str]]:
+    """(seed, phase) of each epoch in the candidate's training history."""
+    with open(project / "plots" / candidate / "history.csv", newline="") as history:
+        return [(row["seed"], row["phase"]) for row in csv.DictReader(history)]
 
 
 @pytest.mark.slow
-def test_end_to_end_repro_then_noop(tmp_path):
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in ("dvc.yaml", "stages", "facemask"):
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, project / name)
-    (project / "params.yaml").write_text(yaml.safe_dump(_tiny_params(), sort_keys=False))
-    generate(project / "dataset", per_class=20, size=40)
-    generate(project / "pool", per_class=2, size=40)
-    assert dvc("init", "--no-scm", cwd=project).returncode == 0
-
-    first = dvc("repro", cwd=project)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+def test_end_to_end_repro_then_noop(smoke_project):
+    """The smoke project ran every stage (tests/conftest.py); a second `dvc repro` runs none."""
+    project = smoke_project
     second = dvc("repro", cwd=project)
     assert second.returncode == 0 and "Running stage" not in second.stdout, second.stdout
 
@@ -106,14 +58,12 @@ def test_end_to_end_repro_then_noop(tmp_path):
     assert (project / "models" / "best" / "model.keras").is_file()
     results = (project / "reports" / "results.md").read_text()
     assert all(name in results for name in PARAMS["candidates"]) and f"**{best['winner']}** (champion)" in results
-    start_name = TINY["train_from_start"][0]
-    with open(project / "plots" / start_name / "history.csv", newline="") as history:
-        rows = [(row["seed"], row["phase"]) for row in csv.DictReader(history)]
-    seeds = [str(s) for s in PARAMS["candidates"][start_name]["train"].get("seeds", [PARAMS["train"]["seed"]])]
-    assert rows == [(seed, "fine_tune") for seed in seeds]  # per seed: no head phase, one fine-tune epoch
-    if len(seeds) > 1:  # the averaged model's test metrics also score each member on its own
-        members = read_json(project / split_report(start_name, "test"))["members"]
-        assert sorted(members) == sorted(f"seed_{s}" for s in seeds)
+    start_name, recipe = TINY["train_from_start"]
+    assert history(project, start_name) == [(str(PARAMS["train"]["seed"]), "fine_tune")] * recipe["fine_tune_epochs"]
+    seeds = [str(seed) for seed in TINY[BACKBONE][1]["seeds"]]
+    assert history(project, BACKBONE) == [(seed, phase) for seed in seeds for phase in ("head", "fine_tune", "fine_tune")]
+    members = read_json(project / split_report(BACKBONE, "test"))["members"]  # each member scored on its own too
+    assert sorted(members) == [f"seed_{seed}" for seed in sorted(seeds)]
     assert {"tflite", "tflite_int8", "onnx"} <= set(read_json(project / EXPORT_REPORT)["formats"])
     assert len(json.dumps(files)) < 3000  # a few headline numbers, not every slice: `dvc metrics show` fits a terminal
     assert (project / "reports" / "explain" / "gradcam_with_mask_old.jpg").is_file()

@@ -45,6 +45,17 @@ def test_a_commands_help_loads_only_that_command():
     assert loads_tensorflow("run_module", "facemask", "export", "--help")  # its options come from facemask.use.export
 
 
+@pytest.mark.parametrize("stage, needs_tensorflow", [
+    ("ingest", False), ("split", False), ("synthesize", False), ("results", False), ("train", True),
+])
+def test_a_stage_loads_tensorflow_only_if_it_needs_it_and_quietly(stage, needs_tensorflow):
+    """Every stage run starts a fresh interpreter; TensorFlow's import alone costs seconds, and its start-up
+    lines (written to stderr before any log level applies) stay off the terminal of those that need it."""
+    code = f"import sys, stages.{stage}; print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == str(needs_tensorflow) and result.stderr == "", result.stderr
+
+
 @pytest.mark.unit
 def test_dvc_yaml_lists_the_code_each_stage_imports():
     assert dag.differences() == {}, "dvc.yaml's code deps are out of date: python -m facemask.ops.dag --write"

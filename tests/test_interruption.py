@@ -11,8 +11,7 @@ import pytest
 
 from facemask.core.stage import run
 from facemask.pipeline.checkpoint import Checkpoint
-from tests.pipeline_support import BACKBONE, CHECKPOINTS, TRAIN, checkpoint_state, dvc_popen, outputs, trained_project
-from tests.test_dvc_pipeline import dvc
+from tests.pipeline_support import BACKBONE, CHECKPOINTS, TINY, checkpoint_state, dvc, dvc_popen, outputs
 
 TARGET = f"train@{BACKBONE}"
 
@@ -23,8 +22,8 @@ def _runs(project) -> list[tuple]:
 
 
 @pytest.mark.slow
-def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(tmp_path_factory, tmp_path):
-    project = trained_project(tmp_path_factory)
+def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(smoke_project, tmp_path):
+    project = smoke_project
     uninterrupted, runs_before = outputs(project), _runs(project)
     # An edit to the stage's code (a comment) makes `dvc repro` run train@ again, as new params would.
     with open(project / "stages" / "train.py", "a") as code:
@@ -39,7 +38,7 @@ def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(tmp_path_fa
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert state["epoch"] < TRAIN["fine_tune_epochs"]
+    assert state["epoch"] < TINY[BACKBONE][1]["fine_tune_epochs"]
     assert not (project / "models" / "candidates" / BACKBONE / "model.keras").exists()
 
     resumed = dvc("repro", TARGET, cwd=project)

@@ -4,7 +4,6 @@ checks what would be lost with it: the DVC-tracked dataset must be checked out t
 data outside the repo (synthesize.pool, ../pool) must still be found, and the MLflow runs must land in
 the original repo's embedded store, tagged with their experiment's name."""
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -12,9 +11,8 @@ import pytest
 import yaml
 
 from facemask.ops.datasets import generate
-from tests.conftest import REPO
+from tests.pipeline_support import copy_code, small_candidates, tiny_params
 from tests.test_ci_rerun import dvc, sh
-from tests.test_dvc_pipeline import _tiny_params
 
 pytestmark = pytest.mark.slow
 CANDIDATE, DROPOUTS = "Tiny", (0.2, 0.5)
@@ -25,15 +23,9 @@ def tiny_project(root: Path) -> Path:
     """A git + DVC repo with one tiny candidate, its dataset DVC-tracked and a face pool beside it (../pool)."""
     project = root / "project"
     sh("git", "init", "-q", str(project), cwd=root)
-    for name in ("dvc.yaml", "stages", "facemask"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, project / name)
-    params = _tiny_params()
-    params["candidates"] = {CANDIDATE: {"backbones": ["MobileNetV2"], "image_size": 32, "weights": "none", "train": {
-        "epochs": 1, "fine_tune_epochs": 0, "batch_size": 16, "learning_rate": 0.01, "dropout": 0.3}}}
+    copy_code(project)
+    params = tiny_params()
+    params["candidates"] = small_candidates(CANDIDATE)
     params["synthesize"].update(pool="../pool", old_from_pool=2, young_from_train=0, worn_wrong_from_train=0,
                                 worn_wrong_from_pool=0)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -22,13 +22,13 @@ import yaml
 from facemask.core.params import Synthesize
 from facemask.ops.datasets import generate
 from tests.conftest import REPO
-from tests.test_dvc_pipeline import _tiny_params
+from tests.pipeline_support import copy_code, small_candidates, tiny_params
 
 SCRIPT = REPO / "deploy" / "tracking_server.sh"
-CANDIDATES = ("MobileNetV2", "Xception")
+CANDIDATES = ("First", "Second")
 CHAMPION = "models:/facemask@champion"
 
-# About 5 minutes on 2 cores (the tiny pipeline is 2.5 of them): slow, still part of `make test`.
+# About 5 minutes on 2 cores (the tiny pipeline is 2 of them): slow, still part of `make test`.
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (glob.glob("/usr/lib/postgresql/*/bin/initdb") or shutil.which("initdb")) or not shutil.which("curl"),
     reason="PostgreSQL server binaries (apt-get install -y postgresql) or curl missing; .ci/run installs them")]
@@ -88,10 +88,9 @@ def project(server, tmp_path_factory) -> Path:
     """A tiny DVC project (two candidates) after `dvc repro select` against the server."""
     root = tmp_path_factory.mktemp("team") / "project"
     root.mkdir()
-    for name in ("dvc.yaml", "stages", "facemask"):
-        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
-    params = _tiny_params()
-    params["candidates"] = {name: params["candidates"][name] for name in CANDIDATES}
+    copy_code(root)
+    params = tiny_params()
+    params["candidates"] = small_candidates(*CANDIDATES)
     params["synthesize"].update(dict.fromkeys(Synthesize.POOL_COUNTS, 0))  # no pool in this project
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     generate(root / "dataset", per_class=12, size=40)

@@ -1,9 +1,9 @@
 """Build the classifier: raw RGB in, class probabilities out, all preprocessing inside."""
-import keras
 import numpy as np
 
 from facemask.core import CLASSES, UserError
 from facemask.core.backbones import Backbone, get_backbone
+from facemask.core.quiet_tf import keras
 from facemask.core.resize import load_batch, resizer
 
 FEATURES_LAYER = "features"

@@ -1,9 +1,9 @@
 """The one resize step, as the saved model does it: images into model-sized float batches (Keras)."""
-import keras
 import numpy as np
 
 from facemask.core.images import load_rgb, reframe
 from facemask.core.progress import bar
+from facemask.core.quiet_tf import keras
 
 
 def resizer(image_size: int) -> keras.layers.Resizing:

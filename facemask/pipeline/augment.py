@@ -15,14 +15,13 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-import keras
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 
 from facemask.core.images import load_rgb
 from facemask.core.params import Augment
 from facemask.core.progress import bar
+from facemask.core.quiet_tf import keras, tf
 from facemask.pipeline.degrade import random_degrade
 
 SYNTHETIC_DIR = Path("data/synthetic")

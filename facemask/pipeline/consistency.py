@@ -5,10 +5,9 @@ The copy is made per batch, so every epoch draws new degradations; the penalty i
 divergence between the two predictions, as AugMix (Hendrycks et al., 2020) uses it. Only fine-tuning
 on images uses it (`consistency` > 0 in a candidate's train params).
 """
-import keras
 import numpy as np
-from keras import ops
 
+from facemask.core.quiet_tf import keras
 from facemask.pipeline.degrade import AUGMENT_LEVELS, random_degrade
 
 
@@ -24,10 +23,10 @@ def with_degraded_copies(batch: np.ndarray, rng: np.random.Generator) -> np.ndar
 
 def jensen_shannon(p, q):
     """The Jensen-Shannon divergence between rows of probabilities `p` and `q` (natural log)."""
-    mean = ops.clip((p + q) / 2, 1e-7, 1.0)
+    mean = keras.ops.clip((p + q) / 2, 1e-7, 1.0)
 
     def kl(a):
-        return ops.sum(a * (ops.log(ops.clip(a, 1e-7, 1.0)) - ops.log(mean)), axis=-1)
+        return keras.ops.sum(a * (keras.ops.log(keras.ops.clip(a, 1e-7, 1.0)) - keras.ops.log(mean)), axis=-1)
 
     return (kl(p) + kl(q)) / 2
 
@@ -44,9 +43,9 @@ class ConsistencyTrainer(keras.Model):
     def call(self, images, training=False):
         if len(images.shape) == 4:
             return self.classifier(images, training=training)
-        flat = ops.reshape(images, (-1, *images.shape[2:]))  # pairs -> rows 2i, 2i+1
+        flat = keras.ops.reshape(images, (-1, *images.shape[2:]))  # pairs -> rows 2i, 2i+1
         probabilities = self.classifier(flat, training=training)
-        return ops.reshape(probabilities, (-1, 2, probabilities.shape[-1]))
+        return keras.ops.reshape(probabilities, (-1, 2, probabilities.shape[-1]))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if len(y_pred.shape) == 2:
@@ -54,7 +53,7 @@ class ConsistencyTrainer(keras.Model):
         image, copy = y_pred[:, 0], y_pred[:, 1]
         compiled = (super().compute_loss(x, y, image, sample_weight, training)
                     + super().compute_loss(x, y, copy, sample_weight, training)) / 2
-        return compiled + self.weight * ops.mean(jensen_shannon(image, copy))
+        return compiled + self.weight * keras.ops.mean(jensen_shannon(image, copy))
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """The metrics of the undegraded images."""

@@ -1,8 +1,7 @@
 """train.distribute: where a model trains. `mirrored` keeps one copy of the model per device
 (tf.distribute.MirroredStrategy), each taking an equal share of every batch; `none` trains on one device."""
-import tensorflow as tf
-
 from facemask.core import UserError
+from facemask.core.quiet_tf import tf
 
 KERAS_VALIDATION_BATCH = 32  # fit()'s validation batch size when it is given arrays and no batch_size
 

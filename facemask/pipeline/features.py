@@ -15,12 +15,12 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from facemask.core.files import md5sum
 from facemask.core.model import feature_extractor
 from facemask.core.progress import bar
+from facemask.core.quiet_tf import keras
 from facemask.core.resize import load_batch
 
 OUT_ROOT = Path("data/features")

@@ -23,10 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import keras
 import mlflow
 import numpy as np
-import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
 from facemask.core import CLASSES
@@ -34,6 +32,7 @@ from facemask.core.files import read_json
 from facemask.core.model import average, head, load
 from facemask.core.params import TrainingRecipe
 from facemask.core.progress import bar
+from facemask.core.quiet_tf import keras, tf
 from facemask.core.resize import ImageFiles, load_batch
 from facemask.core.stage import require
 from facemask.pipeline.checkpoint import Checkpoint, fingerprint

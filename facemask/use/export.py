@@ -37,7 +37,7 @@ def export(model, out_dir, calibration: np.ndarray, formats=FORMATS) -> dict[str
     graph of it, not Keras's own ONNX export, which leaves Normalization constants (DenseNet169's
     scaling) as extra graph inputs.
     """
-    import tensorflow as tf
+    from facemask.core.quiet_tf import tf
 
     size = input_size(model)
     out_dir = Path(out_dir)
@@ -102,7 +102,7 @@ def runner(path, threads: int = 2):
 
 
 def _tflite_runner(path: Path, threads: int):
-    import tensorflow as tf
+    from facemask.core.quiet_tf import tf
 
     with warnings.catch_warnings():  # tf.lite.Interpreter is deprecated for ai_edge_litert, still in TF 2.21
         warnings.simplefilter("ignore")

@@ -62,7 +62,7 @@ def load_classifier(model_path, int8_path=DEFAULT_INT8, keras_only: bool = False
 def _tflite_input_size(path: Path) -> int:
     import warnings
 
-    import tensorflow as tf
+    from facemask.core.quiet_tf import tf
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
