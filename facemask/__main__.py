@@ -79,7 +79,7 @@ def add_detector_option(cmd) -> None:
     from facemask.use.detect import DEFAULT_DETECTOR, DETECTORS
 
     cmd.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR,
-                     help=f"face detector (default {DEFAULT_DETECTOR}, chosen by benchmarks/bench_video.py)")
+                     help=f"face detector (default {DEFAULT_DETECTOR}, chosen by benchmarks/bench_detect.py)")
 
 
 def predict_options(cmd) -> None:

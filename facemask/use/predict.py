@@ -14,7 +14,7 @@ from facemask.core import CLASSES, UserError
 from facemask.core.images import IMAGE_SUFFIXES, ImageError, load_rgb
 from facemask.core.model import input_size
 from facemask.core.resize import resize_batch
-from facemask.use.detect import FaceDetector, crop
+from facemask.use.detect import FaceDetector, crop, make_detector
 
 MARGIN = 0.2  # crop margin around each face, share of its size
 
@@ -41,7 +41,7 @@ class Predictor:
     def __init__(self, model, detector: FaceDetector | None = None, whole_image: bool = False, margin: float = MARGIN,
                  detect: bool = True):
         self.model, self.whole_image, self.margin, self.detect = model, whole_image or not detect, margin, detect
-        self.detector = detector or FaceDetector()
+        self.detector = detector or make_detector()
         self.image_size = input_size(model)
 
     def classify(self, images: list[np.ndarray]) -> np.ndarray:
