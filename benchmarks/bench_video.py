@@ -1,16 +1,12 @@
-"""Benchmark of `python -m facemask video`: the face detectors, and video end to end on this machine.
+"""Benchmark of `python -m facemask video` end to end on this machine.
 
     python benchmarks/bench_video.py [--model models/best/model.keras] [--dataset ../shared/datasets/facemask-age]
 
-1. Detectors (every name in facemask.use.detect.DETECTORS, and BlazeFace's full-range model): recall on a
-   sample of the dataset's masked and unmasked photos (tight face crops, as given) at the score
-   threshold where at most --max-fp of the non-face images get a box; the non-face images are other
-   dataset photos cut into 4x4 tiles and shuffled (same colours and textures, no face). Also recall on
-   faces pasted into 640x480 frames (found when a box's centre is inside the face) and ms per frame.
-2. Video end to end: a 640x480 clip with 1-3 moving faces through `video` (default detector, int8
-   classifier, annotated video written), frames/s; beside it, the same clip through a loop built the
-   way the original project runs (MTCNN, a Keras `predict` call per face per frame), and the ratio;
-   and how often `video`'s labels agree with `predict` (Keras model, same detector) on the same frames.
+Video end to end: a 640x480 clip with 1-3 moving faces through `video` (default detector, int8 classifier,
+annotated video written), frames/s; beside it, the same clip through a loop built the way the original
+project runs (MTCNN, a Keras `predict` call per face per frame), and the ratio; and how often `video`'s labels
+agree with `predict` (Keras model, same detector) on the same frames. The detectors themselves are compared on
+camera frames by benchmarks/bench_detect.py.
 When --model is missing, an untrained MobileNetV2 at 224 px stands in: the speeds are real, the labels
 meaningless (the output says so). Prints markdown; --json also writes the numbers.
 """
@@ -24,56 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from facemask.core.images import load_rgb
 from facemask.core.tensorflow_logs import quiet_tensorflow
-from facemask.ops.datasets import clip_frames, write_clip
-from facemask.use.detect import DETECTORS, BlazeFaceDetector, FaceDetector, crop, make_detector
+from facemask.ops.datasets import write_clip
+from facemask.use.detect import FaceDetector, crop, make_detector
 
 REPO = Path(__file__).resolve().parents[1]
-def scrambled(rgb: np.ndarray, rng, tiles: int = 4) -> np.ndarray:
-    """The photo cut into tiles x tiles pieces, shuffled: its colours and textures without its face."""
-    height, width = (rgb.shape[0] // tiles) * tiles, (rgb.shape[1] // tiles) * tiles
-    pieces = [rgb[r * height // tiles:(r + 1) * height // tiles, c * width // tiles:(c + 1) * width // tiles]
-              for r in range(tiles) for c in range(tiles)]
-    order = rng.permutation(len(pieces))
-    rows = [np.concatenate([pieces[order[r * tiles + c]] for c in range(tiles)], axis=1) for r in range(tiles)]
-    return np.concatenate(rows, axis=0)
-
-
-def best_score(faces) -> float:
-    return max((face.score for face in faces), default=0.0)
-
-
-def detector_table(detectors: dict, masked, unmasked, negatives, frames, max_fp: float) -> dict:
-    results = {}
-    for name, detector in detectors.items():
-        detector.detect(masked[0])  # loads the network
-        scores = {group: np.array([best_score(detector.detect(rgb)) for rgb in images])
-                  for group, images in (("masked", masked), ("unmasked", unmasked), ("non_face", negatives))}
-        allowed = int(np.floor(max_fp * len(negatives)))
-        negative_scores = np.sort(scores["non_face"])[::-1]
-        above = negative_scores[allowed] if allowed < len(negative_scores) else 0.0
-        threshold = float(np.nextafter(above, 1.0)) if above > 0 else 1e-9  # strictly above the allowed ones
-        found = total = 0
-        started = time.perf_counter()
-        for rgb, boxes in frames:
-            faces = detector.detect(rgb)
-            total += len(boxes)
-            found += sum(any(x <= f.box[0] + f.box[2] / 2 <= x + w and y <= f.box[1] + f.box[3] / 2 <= y + h
-                             for f in faces) for x, y, w, h in boxes)
-        ms = 1000 * (time.perf_counter() - started) / len(frames)
-        results[name] = {"recall_masked": round(float((scores["masked"] >= threshold).mean()), 3),
-                         "recall_unmasked": round(float((scores["unmasked"] >= threshold).mean()), 3),
-                         "false_positives": int((scores["non_face"] >= threshold).sum()),
-                         "false_positives_at_own_cutoff": int((scores["non_face"] > 0).sum()),
-                         "threshold": round(threshold, 4), "recall_in_frames": round(found / total, 3),
-                         "ms_per_frame": round(ms, 1)}
-        print(f"  {name}: {results[name]}", file=sys.stderr, flush=True)
-    return results
-
-
 def classifier_model(model_path: Path):
     """The saved model, or an untrained MobileNetV2 at 224 px when it is missing (speed only)."""
     from facemask.core.model import build_classifier, load
@@ -139,11 +91,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=REPO / "models" / "best" / "model.keras")
     parser.add_argument("--dataset", type=Path, default=REPO.parent / "shared" / "datasets" / "facemask-age")
-    parser.add_argument("--per-group", type=int, default=80, help="photos per group (masked, unmasked, non-face)")
-    parser.add_argument("--frames", type=int, default=30, help="640x480 frames for the detectors' speed and recall")
+    parser.add_argument("--per-group", type=int, default=16, help="masked and unmasked photos for the clip and int8 calibration")
     parser.add_argument("--clip-frames", type=int, default=150, help="frames of the end-to-end clip (15 frames/s)")
     parser.add_argument("--baseline-frames", type=int, default=40, help="frames through the original-style loop")
-    parser.add_argument("--max-fp", type=float, default=0.02, help="largest share of non-face images with a box")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     quiet_tensorflow()
@@ -157,19 +107,9 @@ def main() -> None:
     photos = {group: sorted((args.dataset / "images").glob(f"{group}_*/*")) for group in ("with_mask", "without_mask")}
     if not all(photos.values()):
         sys.exit(f"bench_video: no dataset photos under {args.dataset}/images; pass --dataset")
-    masked = [load_rgb(p) for p in rng.sample(photos["with_mask"], 2 * args.per_group)]
-    unmasked = [load_rgb(p) for p in rng.sample(photos["without_mask"], 2 * args.per_group)]
-    half = args.per_group // 2
-    negatives = [scrambled(rgb, np.random.default_rng(i))
-                 for i, rgb in enumerate(masked[args.per_group:][:half] + unmasked[args.per_group:][:half])]
-    masked, unmasked = masked[:args.per_group], unmasked[:args.per_group]
-    frames = list(clip_frames(masked[:2] + unmasked[:1], args.frames, seed=1))
-    detectors = {name: make_detector(name) for name in DETECTORS}
-    detectors["blazeface (full-range)"] = BlazeFaceDetector(model="full")
-    report = {"cpus": os.cpu_count(), "photos_per_group": args.per_group, "max_fp": args.max_fp}
-    print(f"bench_video: detectors on {args.per_group} masked, {args.per_group} unmasked, {len(negatives)} non-face "
-          f"images and {args.frames} frames of 640x480", file=sys.stderr)
-    report["detectors"] = detector_table(detectors, masked, unmasked, negatives, frames, args.max_fp)
+    masked = [load_rgb(p) for p in rng.sample(photos["with_mask"], args.per_group)]
+    unmasked = [load_rgb(p) for p in rng.sample(photos["without_mask"], args.per_group)]
+    report = {"cpus": os.cpu_count()}
 
     model, model_name = classifier_model(args.model)
     size = input_size(model)
@@ -195,16 +135,8 @@ def main() -> None:
 
 
 def print_report(report: dict) -> None:
-    print(f"## Detectors ({report['photos_per_group']} photos per group, threshold at <= {report['max_fp']:.0%} "
-          f"false positives on non-face images, {report['cpus']} CPUs)\n")
-    print("| detector | recall masked | recall unmasked | false positives | recall in 640x480 frames | ms / frame |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, r in report["detectors"].items():
-        print(f"| {name} | {r['recall_masked']:.1%} | {r['recall_unmasked']:.1%} | {r['false_positives']} "
-              f"(own cut-off: {r['false_positives_at_own_cutoff']}) | {r['recall_in_frames']:.1%} | "
-              f"{r['ms_per_frame']} |")
     video, original = report["video"], report["original_loop"]
-    print(f"\n## Video end to end (640x480, 1-3 faces, classifier: {report['model']})\n")
+    print(f"## Video end to end (640x480, 1-3 faces, {report['cpus']} CPUs, classifier: {report['model']})\n")
     print(f"- video (default detector, {video['classifier']}): {video['frames_per_second']} frames/s over "
           f"{video['frames_processed']} frames, {video['faces_seen']} faces seen")
     print(f"- original-style loop (MTCNN, Keras predict() per face): {original['frames_per_second']} frames/s over "
