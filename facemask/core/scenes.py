@@ -36,7 +36,7 @@ def room(rng: np.random.Generator, size=FRAME_SIZE) -> np.ndarray:
 
 
 def hand(rng: np.random.Generator, side: int) -> Image.Image:
-    """A drawn open hand (palm and fingers, one skin tone, shaded) on a transparent `side` x `side` square."""
+    """A drawn open hand (palm, fingers and thumb in one skin tone), turned, on a transparent `side` x `side` square."""
     image = Image.new("RGBA", (side, side), (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
     tone = np.array(SKIN[rng.integers(len(SKIN))]) * rng.uniform(0.8, 1.1)
@@ -82,7 +82,7 @@ def camera(frame: np.ndarray, rng: np.random.Generator, light: float = 1.0, blur
     image = Image.fromarray(frame)
     if blur > 0:
         image = image.filter(ImageFilter.GaussianBlur(blur))
-    pixels = np.asarray(image, np.float32) * light + rng.normal(0, noise, frame.shape) * (noise > 0)
+    pixels = np.asarray(image, np.float32) * light + rng.normal(0, noise, frame.shape)
     buffer = io.BytesIO()
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=int(jpeg_quality))
     return np.asarray(Image.open(buffer).convert("RGB"))

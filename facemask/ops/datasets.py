@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from facemask.core import CLASSES, UserError
 from facemask.core.images import list_class_images
+from facemask.core.scenes import FRAME_SIZE
 
 # A distinct look per class, so a model can learn something from generated images.
 _COLOURS = {"with_mask_old": (200, 200, 210), "with_mask_young": (90, 160, 230),
@@ -68,10 +69,6 @@ def generate(dest: Path, per_class: int, size: int = 48, seed: int = 0) -> int:
             suffix = ".png" if i % 2 else ".jpg"
             image.save(folder / f"{label}_{i:03d}{suffix}")
     return per_class * len(CLASSES)
-
-
-
-FRAME_SIZE = (640, 480)
 
 
 def clip_frames(photos: list[np.ndarray], count: int, size=FRAME_SIZE, seed: int = 0, face_height=(150, 200)):
