@@ -1,7 +1,11 @@
 """Shared fixtures: tiny generated class-folder datasets, the real dataset when it is present, and the smoke
 project (every stage run once on generated images) that the end-to-end tests share."""
 import hashlib
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,23 +38,35 @@ def tree_digest(root: Path) -> dict:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def pytest_sessionstart(session) -> None:
+    """Under pytest-xdist (`make test`), the smoke project starts building at once in a background process,
+    while the workers run other tests; smoke_build then waits for it instead of building it."""
+    config = session.config
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        return
+    shared = config._tmp_path_factory.getbasetemp()  # workers' temp folders are made inside it
+    log = (shared / "smoke.background.log").open("w")
+    config.smoke_builder = subprocess.Popen([sys.executable, "-m", "tests.pipeline_support", str(shared)],
+                                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def pytest_sessionfinish(session) -> None:
+    """A background smoke build still running (tests stopped early) is stopped with everything it started."""
+    builder = getattr(session.config, "smoke_builder", None)
+    if builder and builder.poll() is None:
+        os.killpg(builder.pid, signal.SIGTERM)
+        builder.wait()
+
+
 @pytest.fixture(scope="session")
 def smoke_build(tmp_path_factory, worker_id) -> Path:
-    """The smoke project (tests/pipeline_support.py), built once a run - by the first pytest-xdist worker
-    that asks, the others wait for it; read it, or copy it (smoke_project)."""
-    from filelock import FileLock
-
-    from tests.pipeline_support import build_smoke_project
+    """The smoke project (tests/pipeline_support.py), built once a run - in the background from the start under
+    `make test`, else by the first pytest-xdist worker that asks; read it, or copy it (smoke_project)."""
+    from tests.pipeline_support import build_smoke_once
 
     shared = tmp_path_factory.getbasetemp()
     shared = shared.parent if worker_id != "master" else shared  # the folder all workers' temp folders are in
-    root, built = shared / "smoke", shared / "smoke.built"
-    with FileLock(shared / "smoke.lock"):
-        if not built.exists():
-            shutil.rmtree(root, ignore_errors=True)  # a build that failed on another worker
-            build_smoke_project(root)
-            built.touch()
-    return root / "project"
+    return build_smoke_once(shared)
 
 
 @pytest.fixture

@@ -99,6 +99,20 @@ def build_smoke_project(root: Path) -> Path:
     return project
 
 
+def build_smoke_once(shared: Path) -> Path:
+    """The smoke project in shared/smoke, built by whichever process gets here first (the others wait on a file
+    lock and reuse it); a build that failed is started again."""
+    from filelock import FileLock
+
+    root, built = shared / "smoke", shared / "smoke.built"
+    with FileLock(shared / "smoke.lock"):
+        if not built.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            build_smoke_project(root)
+            built.touch()
+    return root / "project"
+
+
 def with_changes(params: dict, changes: dict) -> dict:
     """A deep copy of `params` with {"section.key.sub": value} changes applied."""
     params = copy.deepcopy(params)
@@ -167,3 +181,7 @@ def outputs(project: Path) -> dict:
         "history": (project / "plots" / BACKBONE / "history.csv").read_text(),
         "weights": [hashlib.md5(w.tobytes()).hexdigest() for w in model.get_weights()],
     }
+
+
+if __name__ == "__main__":  # `make test`'s background smoke build (tests/conftest.py: pytest_sessionstart)
+    build_smoke_once(Path(sys.argv[1]))
