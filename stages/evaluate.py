@@ -1,5 +1,6 @@
 """Stage evaluate@<candidate>: the test split's metrics, report, predictions and confusion matrix, logged to the
-candidate's MLflow run (facemask.pipeline.evaluate does the scoring)."""
+candidate's MLflow run (facemask.pipeline.evaluate does the scoring; facemask.use.camera_view the camera slice,
+the test photos as video finds and crops them in camera frames)."""
 from pathlib import Path
 
 import matplotlib
@@ -10,14 +11,17 @@ from sklearn.metrics import ConfusionMatrixDisplay
 
 from facemask.core import CLASSES
 from facemask.core.files import write_csv, write_json
-from facemask.core.model import load
+from facemask.core.images import load_rgb
+from facemask.core.model import input_size, load
 from facemask.core.outputs import CANDIDATE_REPORTS, headline, model_dir, split_report, test_metrics
 from facemask.core.params import load_params
+from facemask.core.resize import resize_batch
 from facemask.core.stage import candidate_arg, require, run
 from facemask.pipeline.evaluate import SUMMARY, evaluate, slice_metrics
 from facemask.pipeline.evaluation import report_text
-from facemask.pipeline.splits import SPLIT_DIR, split_rows
+from facemask.pipeline.splits import SPLIT_DIR, image_path, split_rows
 from facemask.store.tracking import configure, recorded_run_id, start_run
+from facemask.use.camera_view import camera_slice
 
 
 def main() -> None:
@@ -25,8 +29,13 @@ def main() -> None:
     params = load_params()
     configure()  # an unreachable tracking server fails here, before evaluating
     model = load(require(model_dir(candidate) / "model.keras", f"train@{candidate}"))
-    result = evaluate(model, split_rows("test"), SPLIT_DIR, params.evaluate.batch_size, params.synthesize.aligned_sources)
+    rows, batch_size, aligned = split_rows("test"), params.evaluate.batch_size, params.synthesize.aligned_sources
+    result = evaluate(model, rows, SPLIT_DIR, batch_size, aligned)
     metrics = {"candidate": candidate, "split": "test", **result["metrics"]}
+    size = input_size(model)
+    metrics["slices"]["camera"] = camera_slice(
+        rows, [load_rgb(image_path(r, SPLIT_DIR)) for r in rows], result["y_pred"],
+        lambda crops: model.predict(resize_batch(crops, size), batch_size=batch_size, verbose=0), aligned)
     report_dir = CANDIDATE_REPORTS / candidate
     write_json(test_metrics(candidate), headline("test", metrics))
     write_json(split_report(candidate, "test"), metrics)
@@ -42,6 +51,19 @@ def main() -> None:
           f"(report: {report_dir / 'classification_report.txt'})")
     summary = ", ".join(f"{k} {v:.3f}" for k, v in slice_metrics(metrics["slices"]).items() if k in SUMMARY)
     print(f"evaluate@{candidate}: slices (not the headline test): {summary}")
+    print(f"evaluate@{candidate}: camera slice: {camera_summary(metrics['slices']['camera'])}")
+
+
+def camera_summary(camera: dict) -> str:
+    """The camera slice in one line: faces found, mask/no-mask accuracy beside clean, worn wrong called without."""
+    if camera["accuracy"] is None:
+        return f"the detector found none of the {camera['faces']} faces"
+    worn = camera["worn_wrong"]
+    worn_text = (f"worn wrong called without mask {worn['without_mask_rate']:.3f} (margin {worn['margin_mean']:.2f})"
+                 if worn["without_mask_rate"] is not None else "no worn-wrong face found")
+    return (f"found {camera['found']:.3f} of {camera['faces']}; mask/no-mask {camera['mask_accuracy']:.3f} "
+            f"(clean {camera['clean_mask_accuracy']:.3f}), accuracy {camera['accuracy']:.3f} "
+            f"(clean {camera['clean_accuracy']:.3f}); {worn_text}")
 
 
 def _log_to_mlflow(candidate: str, metrics: dict, report_dir: Path, result: dict) -> None:

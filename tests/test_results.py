@@ -49,7 +49,9 @@ def _slices(rate: float) -> dict:
             "degraded": {"clean_accuracy": 0.95, "clean_unmasked_called_masked": 0.0, "kinds": kinds},
             "age": {"with_mask_old_recall": 0.875, "age_confusion": 0.05, "worst_band": "20-39",
                     "bands": {"20-39": {"n": 44, "accuracy": 0.841, "age_confusion": 0.159},
-                              "70+": {"n": 44, "accuracy": 1.0, "age_confusion": 0.0}}}}
+                              "70+": {"n": 44, "accuracy": 1.0, "age_confusion": 0.0}}},
+            "camera": {"faces": 298, "found": 0.9, "accuracy": 0.9, "mask_accuracy": 0.97, "clean_mask_accuracy": 0.99,
+                       "worn_wrong": {"faces": 236, "found": 0.8, "without_mask_rate": 0.85, "margin_mean": 0.8}}}
 
 
 def test_the_slices_table_shows_each_candidates_slices_and_a_dash_without_them(tmp_path, monkeypatch):
@@ -63,8 +65,9 @@ def test_the_slices_table_shows_each_candidates_slices_and_a_dash_without_them(t
     lines = results.table().split("\n")
     header = lines.index("| " + " | ".join(results.SLICE_HEADER) + " |")
     assert lines[header + 2] == ("| **MobileNetV2** (champion) | 0.600 (0.200 / 1.000) | 0.990 | "
-                                 "0.900 / 0.900 / 0.800 / 0.900 | 0.875 | 0.050 | 20-39 (0.841, n=44) |")
-    assert lines[header + 3] == "| Xception | - | - | - | - | - | - |"
+                                 "0.900 / 0.900 / 0.800 / 0.900 | 0.875 | 0.050 | 20-39 (0.841, n=44) | "
+                                 "0.900 / 0.970 (0.990) / 0.850 |")
+    assert lines[header + 3] == "| Xception | - | - | - | - | - | - | - |"
     names = list(read_json(tmp_path / SELECTION_REPORT)["candidates"])
     rows = lines[header + 2:header + 2 + len(names)]
     assert all(row.startswith((f"| {name} |", f"| **{name}**")) for row, name in zip(rows, names, strict=True))

@@ -22,7 +22,8 @@ SHORT = {"with_mask_old": "wm_old", "with_mask_young": "wm_young", "without_mask
          "without_mask_young": "wo_young"}
 SLICE_HEADER = ("candidate", "worn wrong called without mask (below nose / under chin)",
                 "real masks called with mask", "accuracy dark / noise / blur / jpeg20", "wm_old recall",
-                "age confusion", "worst age band (acc, n)")
+                "age confusion", "worst age band (acc, n)",
+                "camera: found / mask-no-mask (clean) / worn wrong called without")
 
 
 def commit() -> str:
@@ -75,8 +76,16 @@ def slice_row(name: str, best: dict) -> str:
         _number(age["with_mask_old_recall"]),
         _number(age["age_confusion"]),
         f"{worst} ({_number(age['bands'][worst]['accuracy'])}, n={age['bands'][worst]['n']})" if worst else "-",
+        _camera_cell(slices.get("camera")),
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def _camera_cell(camera: dict | None) -> str:
+    if not camera:
+        return "-"
+    return (f"{_number(camera['found'])} / {_number(camera.get('mask_accuracy'))} "
+            f"({_number(camera.get('clean_mask_accuracy'))}) / {_number(camera['worn_wrong']['without_mask_rate'])}")
 
 
 def _number(value) -> str:
@@ -89,7 +98,9 @@ def slice_table(best: dict) -> list[str]:
         return []
     lines = ["", "Evaluation slices of the test split (never trained on, never used to select; not the headline "
              "test): masks drawn below the nose or under the chin on unmasked UTKFace test faces, which should "
-             "be called without mask; the test split dark, noisy, blurred and as JPEG quality 20; ages.", "",
+             "be called without mask; the test split dark, noisy, blurred and as JPEG quality 20; ages; the test "
+             "photos as a door camera sees them (64-160 px in a 640x480 frame, found by the detector, cropped as "
+             "video crops).", "",
              "| " + " | ".join(SLICE_HEADER) + " |", "|" + "---|" * len(SLICE_HEADER)]
     return lines + [slice_row(name, best) for name in best["candidates"]]
 

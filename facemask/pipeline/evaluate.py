@@ -63,7 +63,7 @@ def evaluate(model, rows: list[dict], split_dir: Path, batch_size: int, aligned_
 
 def slice_metrics(slices: dict) -> dict:
     """The slices' headline numbers as flat MLflow metric names (those without a value left out)."""
-    worn_wrong, age = slices["worn_wrong"], slices["age"]
+    worn_wrong, age, camera = slices["worn_wrong"], slices["age"], slices.get("camera", {})
     flat = {"test_worn_wrong_without_mask_rate": worn_wrong["without_mask_rate"],
             "test_worn_mask_recall": worn_wrong["worn_mask_recall"],
             **{f"test_worn_wrong_{p}_without_mask_rate": v["without_mask_rate"]
@@ -71,5 +71,7 @@ def slice_metrics(slices: dict) -> dict:
             **{f"test_degraded_{k}_{m}": v[m] for k, v in slices["degraded"]["kinds"].items()
                for m in ("accuracy", "macro_f1", "unmasked_called_masked")},
             "test_with_mask_old_recall": age["with_mask_old_recall"], "test_age_confusion": age["age_confusion"],
-            **{f"test_age_{band.replace('+', '_plus')}_accuracy": v["accuracy"] for band, v in age["bands"].items()}}
+            **{f"test_age_{band.replace('+', '_plus')}_accuracy": v["accuracy"] for band, v in age["bands"].items()},
+            **{f"test_camera_{k}": camera.get(k) for k in ("found", "accuracy", "mask_accuracy", "age_accuracy")},
+            "test_camera_worn_wrong_without_mask_rate": camera.get("worn_wrong", {}).get("without_mask_rate")}
     return {name: value for name, value in flat.items() if value is not None}
