@@ -43,7 +43,7 @@ def run_video(args) -> None:
     from facemask.use import video
     from facemask.use.detect import make_detector
 
-    classifier = video.load_classifier(args.model, args.int8, keras_only=args.keras)
+    classifier = video.load_classifier(args.model, args.export_dir, keras_only=args.keras)
     video.run(args.source, classifier, make_detector(args.detector), args.out, sys.stdout if args.json else None,
               args.show, args.smooth, args.stall_timeout, args.margin)
 
@@ -108,13 +108,14 @@ def serve_options(cmd) -> None:
 
 def video_options(cmd) -> None:
     from facemask.use.predict import MARGIN
-    from facemask.use.video import DEFAULT_INT8, SMOOTH_FRAMES, STALL_TIMEOUT_S
+    from facemask.use.video import SMOOTH_FRAMES, STALL_TIMEOUT_S
 
     cmd.add_argument("source", metavar="SOURCE", help="a video file, a webcam index (0) or a stream URL (rtsp://...)")
     cmd.add_argument("--model", type=Path, default=BEST_MODEL)
-    cmd.add_argument("--int8", type=Path, default=DEFAULT_INT8,
-                     help="int8 TFLite export, used instead of --model when it exists and is not older")
-    cmd.add_argument("--keras", action="store_true", help="use --model even when the int8 export exists")
+    cmd.add_argument("--export-dir", type=Path, default=EXPORT_DIR,
+                     help="TFLite exports used instead of --model when they exist and are not older (int8 only if "
+                          "reports/export.json shows >= 99%% agreement with --model, else float)")
+    cmd.add_argument("--keras", action="store_true", help="use --model even when the exports exist")
     cmd.add_argument("--out", type=Path, help="write the annotated video here (.mp4 or .avi)")
     cmd.add_argument("--json", action="store_true", help="print one JSON object per frame and face, then a summary")
     cmd.add_argument("--show", action="store_true", help="show the annotated frames in a window (q quits)")

@@ -229,3 +229,34 @@ def test_iou_is_one_for_the_same_box_and_the_overlap_share_otherwise():
 
     boxes = np.array([[0, 0, 10, 10], [5, 0, 10, 10], [20, 20, 5, 5], [0, 0, 0, 0]], np.float64)
     assert np.allclose(iou((0, 0, 10, 10), boxes), [1.0, 50 / 150, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("int8_agreement, runs", [(0.9663, "float TFLite"), (0.995, "int8 TFLite"), (None, "float TFLite")])
+def test_int8_labels_video_only_where_the_parity_report_vouches_for_it(tmp_path, monkeypatch, int8_agreement, runs):
+    import facemask.use.export
+
+    model = tiny_model_file()
+    exports = tmp_path / "export"
+    exports.mkdir()
+    for name in ("model.tflite", "model_int8.tflite"):
+        (exports / name).write_bytes(b"tflite")
+    report = tmp_path / "export.json"
+    if int8_agreement is not None:
+        report.write_text(json.dumps({"formats": {"tflite_int8": {"top1_agreement": int8_agreement}}}))
+    monkeypatch.setattr(facemask.use.export, "runner", lambda path: path)
+    monkeypatch.setattr("facemask.use.video._tflite_input_size", lambda path: 32)
+    classifier = load_classifier(model, exports, report=report)
+    assert classifier.name.endswith(f"({runs})")
+    assert load_classifier(model, exports, keras_only=True, report=report).name.endswith("(Keras)")
+
+
+def test_an_export_older_than_the_model_is_skipped_with_a_note(tmp_path):
+    import os
+
+    exports, notes = tmp_path / "export", io.StringIO()
+    exports.mkdir()
+    (exports / "model.tflite").write_bytes(b"tflite")
+    model = tiny_model_file()
+    os.utime(exports / "model.tflite", (model.stat().st_mtime - 60,) * 2)
+    classifier = load_classifier(model, exports, report=tmp_path / "none.json", notes=notes)
+    assert classifier.name.endswith("(Keras)") and "model.tflite is older than" in notes.getvalue()
