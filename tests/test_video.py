@@ -260,3 +260,15 @@ def test_an_export_older_than_the_model_is_skipped_with_a_note(tmp_path):
     os.utime(exports / "model.tflite", (model.stat().st_mtime - 60,) * 2)
     classifier = load_classifier(model, exports, report=tmp_path / "none.json", notes=notes)
     assert classifier.name.endswith("(Keras)") and "model.tflite is older than" in notes.getvalue()
+
+
+def test_video_labels_each_frame_as_predict_labels_that_frame(clip, cli_run):
+    """Per frame, before smoothing: the same boxes and the same labels as `predict` on the decoded frame."""
+    records, _ = cli_run
+    predictor = Predictor(load(tiny_model_file()))
+    frames = read_frames(clip[0])
+    for index in (0, 12, 29):
+        rgb = cv2.cvtColor(frames[index], cv2.COLOR_BGR2RGB)
+        expected = sorted((r["box"], r["label"]) for r in predictor.predict_image(rgb, "frame") if r["status"] == "face")
+        seen = sorted((r["box"], r["frame_label"]) for r in records if r.get("frame") == index and r["status"] == "face")
+        assert expected and seen == expected
