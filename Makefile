@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install run test test-fast lint tracking-server tracking-server-stop
+.PHONY: install run test test-fast coverage lint tracking-server tracking-server-stop
 
 $(VENV)/installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,6 +28,11 @@ test: install
 
 test-fast: install
 	$(PYTHON) -m pytest -q -m unit
+
+# make test with line coverage of facemask/ measured in the test processes (stages that tests run as
+# subprocesses are not traced): the number the closing notes compare
+coverage: install
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile --cov=facemask --cov-report=term:skip-covered
 
 lint: install
 	ruff check .
