@@ -2,8 +2,8 @@
 
     python benchmarks/bench_video.py [--model models/best/model.keras] [--dataset ../shared/datasets/facemask-age]
 
-Video end to end: a 640x480 clip with 1-3 moving faces through `video` (default detector, int8 classifier,
-annotated video written), frames/s; beside it, the same clip through a loop built the way the original
+Video end to end: a 640x480 clip with 1-3 moving faces through `video` (default detector, the TFLite export
+video picks by the parity report, annotated video written), frames/s; beside it, the same clip through a loop built the way the original
 project runs (MTCNN, a Keras `predict` call per face per frame), and the ratio; and how often `video`'s labels
 agree with `predict` (Keras model, same detector) on the same frames. The detectors themselves are compared on
 camera frames by benchmarks/bench_detect.py.
@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--per-group", type=int, default=16, help="masked and unmasked photos for the clip and int8 calibration")
     parser.add_argument("--clip-frames", type=int, default=150, help="frames of the end-to-end clip (15 frames/s)")
     parser.add_argument("--baseline-frames", type=int, default=40, help="frames through the original-style loop")
+    parser.add_argument("--export-report", type=Path, default=REPO / "reports" / "export.json",
+                        help="the parity report that decides int8 or float, as video decides")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     quiet_tensorflow()
@@ -117,10 +119,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         calibration = resize_batch(masked[:16] + unmasked[:16], size)
-        int8 = export(model, tmp / "export", calibration, ("tflite_int8",))["tflite_int8"]
+        export(model, tmp / "export", calibration, ("tflite", "tflite_int8"))
         clip_photos = [masked[2], unmasked[2], masked[3]]
         write_clip(tmp / "clip.mp4", clip_photos, args.clip_frames, seed=2)
-        classifier = load_classifier(tmp / "none.keras", int8)
+        classifier = load_classifier(tmp / "none.keras", tmp / "export", report=args.export_report)
         records = io.StringIO()
         summary = run(str(tmp / "clip.mp4"), classifier, make_detector(), tmp / "annotated.mp4", records)
         report["video"] = {k: summary[k] for k in ("classifier", "frames_processed", "frames_dropped", "faces_seen",
