@@ -3,10 +3,10 @@
     python benchmarks/bench_video.py [--model models/best/model.keras] [--dataset ../shared/datasets/facemask-age]
 
 Video end to end: a 640x480 clip with 1-3 moving faces through `video` (default detector, the TFLite export
-video picks by the parity report, annotated video written), frames/s; beside it, the same clip through a loop built the way the original
-project runs (MTCNN, a Keras `predict` call per face per frame), and the ratio; and how often `video`'s labels
-agree with `predict` (Keras model, same detector) on the same frames. The detectors themselves are compared on
-camera frames by benchmarks/bench_detect.py.
+video picks by the parity report, annotated video written), frames/s; beside it, the same clip through a loop
+built the way the original project runs (MTCNN, a Keras `predict` call per face per frame), and the ratio; and
+how often `video`'s labels agree with `predict` (Keras model, same detector) on the same frames. The detectors
+themselves are compared on camera frames by benchmarks/bench_detect.py.
 When --model is missing, an untrained MobileNetV2 at 224 px stands in: the speeds are real, the labels
 meaningless (the output says so). Prints markdown; --json also writes the numbers.
 """

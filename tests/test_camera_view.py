@@ -18,7 +18,7 @@ def test_a_camera_frame_holds_the_photo_at_a_face_height_and_is_the_same_for_the
     again, box_again = camera_frame(photo, np.random.default_rng(3))
     assert frame.shape == (480, 640, 3) and frame.dtype == np.uint8
     assert HEIGHTS[0] <= h <= HEIGHTS[1] and w == round(100 * h / 120)
-    assert 0 <= x and x + w <= 640 and 0 <= y and y + h <= 480
+    assert x >= 0 and x + w <= 640 and y >= 0 and y + h <= 480
     assert np.array_equal(frame, again) and box_again == (x, y, w, h)
 
 
