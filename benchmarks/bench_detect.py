@@ -26,7 +26,7 @@ from PIL import Image
 
 from facemask.core import CLASSES
 from facemask.core.images import load_rgb
-from facemask.core.scenes import FRAME_SIZE, camera, free_boxes, hand, place, room
+from facemask.core.scenes import FRAME_SIZE, camera, centre_in, free_boxes, hand, place, room
 from facemask.pipeline.masks import WORN_WRONG, draw_mask
 from facemask.use.detect import DETECTORS, BlazeFaceDetector, YuNetDetector, iou, make_detector
 
@@ -140,8 +140,8 @@ def summary(found: dict, frames: list[dict], non_faces: list[dict], cutoff: floa
     hits, ious, stray = {}, [], 0
     for frame, boxes in zip(frames, found["frames"], strict=True):
         boxes = [b for b in boxes if b[4] >= cutoff]
-        inside = {i: [b for b in boxes if _centre_in(b, face["box"])] for i, face in enumerate(frame["faces"])}
-        stray += sum(not any(_centre_in(b, face["box"]) for face in frame["faces"]) for b in boxes)
+        inside = {i: [b for b in boxes if centre_in(b, face["box"])] for i, face in enumerate(frame["faces"])}
+        stray += sum(not any(centre_in(b, face["box"]) for face in frame["faces"]) for b in boxes)
         for i, face in enumerate(frame["faces"]):
             hits.setdefault(face["group"], {}).setdefault(face["height"], []).append(bool(inside[i]))
             if inside[i]:
@@ -229,11 +229,6 @@ def print_report(report: dict) -> None:
             by_height = r["recall_by_height"][group]
             cells = " | ".join(f"{by_height[str(h)]:.0%}" if str(h) in by_height else "-" for h in HEIGHTS)
             print(f"| {name} | {group} | {cells} |")
-
-
-def _centre_in(box, placed) -> bool:
-    x, y, w, h = placed
-    return x <= box[0] + box[2] / 2 <= x + w and y <= box[1] + box[3] / 2 <= y + h
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from facemask.core.scenes import FRAME_SIZE, camera, free_boxes, hand, place, room
+from facemask.core.scenes import FRAME_SIZE, camera, centre_in, free_boxes, hand, place, room
 
 pytestmark = pytest.mark.unit
 
@@ -41,3 +41,9 @@ def test_the_camera_darkens_blurs_adds_noise_and_compresses():
     assert abs(dark.mean() - frame.mean() * 0.5) < 3
     noisy = camera(frame, rng, noise=8, jpeg_quality=40)
     assert noisy.shape == frame.shape and 3 < np.abs(noisy.astype(int) - frame).mean() < 20
+
+
+def test_a_box_counts_as_on_a_placed_photo_when_its_centre_lies_in_it():
+    placed = (100, 100, 50, 60)
+    assert centre_in((110, 120, 20, 20), placed) and centre_in((90, 90, 70, 80, 0.9), placed)  # a score is ignored
+    assert not centre_in((140, 100, 40, 40), placed) and not centre_in((0, 0, 50, 50), placed)

@@ -88,6 +88,13 @@ def camera(frame: np.ndarray, rng: np.random.Generator, light: float = 1.0, blur
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
+def centre_in(box, placed: tuple) -> bool:
+    """Whether the centre of `box` (x, y, w, h, anything after is ignored) lies in the `placed` (x, y, w, h) box:
+    how the benchmark and the camera slice tell that a detector found a placed face."""
+    x, y, w, h = placed
+    return x <= box[0] + box[2] / 2 <= x + w and y <= box[1] + box[3] / 2 <= y + h
+
+
 def _apart(a: tuple, b: tuple, gap: int = 8) -> bool:
     return (a[0] + a[2] + gap <= b[0] or b[0] + b[2] + gap <= a[0]
             or a[1] + a[3] + gap <= b[1] or b[1] + b[3] + gap <= a[1])

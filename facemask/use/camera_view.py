@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from facemask.core import CLASSES
-from facemask.core.scenes import camera, free_boxes, place, room
+from facemask.core.scenes import camera, centre_in, free_boxes, place, room
 from facemask.pipeline.masks import WORN_WRONG
 from facemask.pipeline.slices import OLD, WITHOUT_MASK, worn_wrong_face, worn_wrong_images
 from facemask.use.detect import crop, make_detector
@@ -40,7 +40,7 @@ def camera_crops(images: list[np.ndarray], detector, seed: int, stream: int) -> 
     crops, heights = [], []
     for i, rgb in enumerate(images):
         frame, box = camera_frame(rgb, np.random.default_rng((seed, stream, i)))
-        on_face = [f for f in detector.detect(frame) if _centre_in(f.box, box)]
+        on_face = [f for f in detector.detect(frame) if centre_in(f.box, box)]
         crops.append(crop(frame, max(on_face, key=lambda f: f.score).box, MARGIN) if on_face else None)
         heights.append(box[3])
     return crops, heights
@@ -72,12 +72,12 @@ def _worn_wrong(rows, images, classify: Classify, aligned_sources, detector, see
     masked = [face for placement in WORN_WRONG for face in worn_wrong_images(faces, placement, seed)]
     crops, _ = camera_crops(masked, detector, seed, stream=1)
     kept = [c for c in crops if c is not None]
+    counts = {"faces": len(masked), "found": _share([c is not None for c in crops])}
     if not kept:
-        return {"faces": len(masked), "found": _share([c is not None for c in crops]), "without_mask_rate": None}
+        return counts | {"without_mask_rate": None}
     without = classify(kept)[:, WITHOUT_MASK].sum(axis=1)
-    return {"faces": len(masked), "found": _share([c is not None for c in crops]),
-            "without_mask_rate": float((without > 0.5).mean()), "margin_mean": float(without.mean()),
-            "margin_p10": float(np.percentile(without, 10))}
+    return counts | {"without_mask_rate": float((without > 0.5).mean()), "margin_mean": float(without.mean()),
+                     "margin_p10": float(np.percentile(without, 10))}
 
 
 def _scores(y_true, y_pred, y_pred_clean=None) -> dict:
@@ -95,9 +95,3 @@ def _scores(y_true, y_pred, y_pred_clean=None) -> dict:
 
 def _share(flags) -> float | None:
     return float(np.mean(flags)) if len(flags) else None
-
-
-def _centre_in(box, placed) -> bool:
-    x, y, w, h = box
-    px, py, pw, ph = placed
-    return px <= x + w / 2 <= px + pw and py <= y + h / 2 <= py + ph
