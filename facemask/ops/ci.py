@@ -156,8 +156,11 @@ def judge(base: str, reference, best_after: dict, rerun_rows: list[dict], params
         verdict = compare(reference.rows, rows, metric=metric, alpha=alpha)
     if (verdict is None or verdict.verdict == NOT_COMPARABLE) and reference.model_uri:
         why_rescored = verdict.reason if verdict else "its run logged no validation predictions"
-        verdict = compare(rescored(reference.model_uri), rows, metric=metric, alpha=alpha)
-        name += f", scored on today's photos ({why_rescored})"
+        try:
+            verdict = compare(rescored(reference.model_uri), rows, metric=metric, alpha=alpha)
+            name += f", scored on today's photos ({why_rescored})"
+        except UserError as err:  # the model cannot be had: say so, compare nothing
+            name += f" ({why_rescored}; its model could not be scored on today's photos: {err})"
     slices_file = val_slices(winner)
     checks = guard_checks(read_json(slices_file) if slices_file.is_file() else None, rows, params.ci.guards)
     changed = {}
