@@ -1,5 +1,5 @@
-"""Stage select: copy the winner to models/best, write metrics/best.json, register it as `champion` in MLflow
-(facemask.pipeline.selection chooses)."""
+"""Stage select: copy the winner to models/best, write metrics/best.json, register it as `champion` in MLflow and
+record the paired verdict on its run (facemask.pipeline.selection chooses)."""
 import contextlib
 import shutil
 
@@ -10,9 +10,9 @@ from facemask.core.files import read_json, write_json
 from facemask.core.outputs import BEST_DIR, BEST_METRICS, SELECTION_REPORT, model_dir
 from facemask.core.params import load_params
 from facemask.core.stage import require, run
-from facemask.pipeline.selection import choose, load_candidates, summary
+from facemask.pipeline.selection import best_metrics, choose, load_candidates, summary
 from facemask.store.registry import CHAMPION
-from facemask.store.tracking import configure, run_tags
+from facemask.store.tracking import configure, run_tags, start_run
 from facemask.use.pyfunc import log_model
 
 
@@ -38,11 +38,23 @@ def register(winner: str, model_name: str) -> str:
     return str(version)
 
 
+def log_verdict(winner: str, run_id: str, best: dict) -> None:
+    """The selection's verdict on the champion's MLflow run: tags verdict and rival, metrics wins, losses, p, CI."""
+    configure()
+    with start_run(winner, "select", run_id):
+        mlflow.set_tags({"select_verdict": best["verdict"], "select_against": best["against"] or ""})
+        if "wins" in best:
+            mlflow.log_metrics({"select_wins": best["wins"], "select_losses": best["losses"],
+                                "select_p_value": best["p_value"], "select_delta": best["delta"],
+                                "select_delta_ci95_low": best["delta_ci95"][0],
+                                "select_delta_ci95_high": best["delta_ci95"][1]})
+
+
 def main() -> None:
     all_params = load_params()
     params = all_params.select
     candidates = load_candidates(list(all_params.candidates))
-    choice = choose(candidates, params.metric)
+    choice = choose(candidates, params.metric, all_params.ci.alpha)
     result = summary(candidates, choice)
     winner = choice["winner"]
     shutil.rmtree(BEST_DIR, ignore_errors=True)
@@ -58,7 +70,8 @@ def main() -> None:
         result["registered"] = None
         result["why"] += f"; not registered: {choice['value']:.4f} < select.threshold={params.threshold}"
     write_json(SELECTION_REPORT, result)
-    write_json(BEST_METRICS, {key: result[key] for key in ("winner", "metric", "value", "registered")})
+    write_json(BEST_METRICS, best_metrics(result))
+    log_verdict(winner, record["run_id"], best_metrics(result))
     print(f"select: {winner} - {result['why']}")
 
 

@@ -1,7 +1,12 @@
-"""The CI report's logic: stage times from a dvc log, why a stage re-ran, the quality gate, the champion."""
+"""The CI report's logic: stage times from a dvc log, why a stage re-ran, the gate (paired verdict and guarded
+slices), the champion, and a report that opens with the verdict."""
 import pytest
 
-from facemask.ops.ci_report import champion_moved, quality_gate, report, reruns, stage_seconds, why
+from facemask.core import CLASSES
+from facemask.core.params import Guards
+from facemask.ops.ci_report import MARKER, champion_moved, report, reruns, stage_seconds, why
+from facemask.ops.gate import Check, decide, detectable_sentence, guard_checks, smallest_detectable
+from facemask.pipeline.paired import compare
 
 pytestmark = pytest.mark.unit  # the fast layer: make test-fast
 
@@ -37,12 +42,52 @@ def test_reruns_keep_the_order_stages_ran_in():
         ("new", "new stage", 1.0), ("t", "its outputs were missing or changed", 2.0)]
 
 
-def test_the_gate_fails_only_on_a_drop_beyond_the_tolerance():
-    assert quality_gate(_best(0.90), _best(0.89), max_drop=0.02).passed
-    failed = quality_gate(_best(0.90), _best(0.85), max_drop=0.02)
-    assert not failed.passed and "0.9000 -> 0.8500 (-0.0500)" in failed.text and "ci.max_drop=0.02" in failed.text
-    assert quality_gate(None, _best(0.5), max_drop=0.0).passed  # nothing to compare with
-    assert quality_gate(_best(0.9, metric="val_accuracy"), _best(0.1), max_drop=0.0).passed  # another metric
+def _rows(wrong: set[int], n: int = 207) -> list[dict]:
+    return [{"file": f"{i}.png", "actual": CLASSES[i % 4], "predicted": CLASSES[(i + (i in wrong)) % 4]} for i in range(n)]
+
+
+PRODUCTION = _rows(set(range(0, 40, 2)))  # 20 of 207 wrong
+SLICES = {"worn_wrong": {"without_mask_rate": 0.95},
+          "degraded": {"kinds": {"dark": {"drop": 0.01}, "blur": {"drop": 0.05}}}}
+GUARDS = Guards(worn_wrong_without_mask_rate=0.9, degraded_max_drop=0.03, smallest_class_recall=0.5)
+
+
+def test_the_gate_fails_only_when_the_champion_is_worse_on_the_same_photos():
+    noise = compare(PRODUCTION, _rows(set(range(0, 40, 2)) - {0, 2, 4} | {100, 101, 102, 103, 104}))
+    passed = decide(noise, [], 0.05, "X", "production's Y")
+    assert passed.passed and passed.text.startswith("PASS: the champion X is within noise of production's Y on the "
+                                                    "same 207 validation photos (3 wins, 5 losses, p = 0.73")
+    worse = decide(compare(PRODUCTION, _rows(set(range(0, 40)))), [], 0.05, "X", "production's Y")
+    assert not worse.passed and worse.text.startswith("FAIL: the champion X is worse than production's Y at "
+                                                      "ci.alpha=0.05 (0 wins, 20 losses")
+    better = decide(compare(_rows(set(range(0, 40))), PRODUCTION), [], 0.05, "X", "production's Y")
+    assert better.passed and "is better than production's Y" in better.text
+    other_photos = compare(PRODUCTION, _rows(set(), n=200))
+    assert decide(other_photos, [], 0.05, "X", "Y").text.startswith("PASS, not compared: the champion X and Y are not "
+                                                                    "comparable (different photos: 7 only in the base's")
+    assert decide(None, [], 0.05, "X", "no champion anywhere").text.startswith("PASS: nothing to compare")
+
+
+def test_a_guarded_slice_beyond_its_bound_fails_the_gate_naming_it():
+    checks = guard_checks(SLICES, PRODUCTION, GUARDS)
+    assert [(c.name, c.holds) for c in checks] == [
+        ("worn-wrong masks called without mask", True), ("accuracy drop when dark", True),
+        ("accuracy drop when blur", False), (f"recall of {CLASSES[3]} (smallest class, 51 photos)", True)]
+    gate = decide(compare(PRODUCTION, PRODUCTION), checks, 0.05, "X", "Y")
+    assert not gate.passed and gate.text == "FAIL: guarded slice 'accuracy drop when blur' is 0.050, beyond its bound (<= 0.03)."
+    unmeasured = guard_checks(None, PRODUCTION, Guards(worn_wrong_without_mask_rate=0.9))
+    assert unmeasured == [Check("worn-wrong masks called without mask", None, 0.9, True)] and unmeasured[0].holds
+    assert guard_checks(SLICES, PRODUCTION, Guards()) == []  # nothing guarded
+
+
+def test_what_the_split_can_detect_is_stated():
+    assert smallest_detectable(6, 0.05) == 6 and smallest_detectable(5, 0.05) is None  # 2 / 2**6 = 0.031
+    assert smallest_detectable(20, 0.05) == 15  # 15 against 5: p = 0.041; 14 against 6: p = 0.115
+    sentence = detectable_sentence(207, compare(PRODUCTION, _rows(set(range(1, 41, 2)))), 0.05)
+    assert sentence.startswith("At ci.alpha=0.05 these 207 validation photos detect no change smaller than 6 photos all "
+                               "going one way (0.029 of accuracy); with the 40 photos these two models disagree on, "
+                               "it takes 27 against 13")
+    assert "benchmarks/crossval.py" in sentence
 
 
 def test_champion_moved_compares_the_registered_model():
@@ -51,8 +96,34 @@ def test_champion_moved_compares_the_registered_model():
     assert champion_moved(_best(0.9), {**_best(0.5), "registered": None}).startswith("no: nothing was registered")
 
 
+def test_the_report_opens_with_the_verdict_and_folds_the_diffs():
+    noise = compare(PRODUCTION, _rows(set(range(0, 40, 2)) - {0} | {100}))
+    checks = guard_checks(SLICES, PRODUCTION, GUARDS)
+    text = report({"base": "abc (base)", "head": "def (head)", "remote": "storage (/r)", "overrides": [],
+                   "reruns": [{"stage": "train@X", "why": ["param candidates.X.train.dropout: 0.3 -> 0.5"], "seconds": 12.0}],
+                   "best_before": _best(0.9), "best_after": {**_best(0.9), "why": "X wins against Y"},
+                   "changed": {"X": {"why": ["param candidates.X.train.dropout: 0.3 -> 0.5"], "validation": noise,
+                                     "test": None}},
+                   "reference": "the registry's facemask version 1", "verdict": noise, "checks": checks,
+                   "detectable": "At ci.alpha=0.05 ...", "gate": decide(noise, checks, 0.05, "X", "production's")})
+    first = text.splitlines()[0]
+    assert first.startswith("**FAIL: guarded slice 'accuracy drop when blur'")
+    assert "**X**: param candidates.X.train.dropout: 0.3 -> 0.5" in text
+    assert "| validation | 0.9026 -> 0.9026 | +0.0000 [" in text and "| 1 / 1 | 1 | **within noise** |" in text
+    assert "| test (reported, never gated) | no predictions at the base |" in text
+    assert "| accuracy drop when blur | 0.050 | <= 0.03 | **no** |" in text and "- select: X wins against Y" in text
+    assert "<summary>Stages re-run: 1, 12 s</summary>" in text and "<summary>Params against the base</summary>" in text
+    assert text.index("## Guarded slices") < text.index("<details>") and text.rstrip().endswith(MARKER)
+
+
 def test_the_report_says_no_changes_when_nothing_ran():
+    same = compare(PRODUCTION, PRODUCTION)
     text = report({"base": "abc (base)", "head": "def (head)", "remote": "storage (/r)", "reruns": [],
-                   "best_before": _best(0.9), "best_after": _best(0.9), "gate": quality_gate(_best(0.9), _best(0.9), 0.02)})
+                   "best_before": _best(0.9), "best_after": _best(0.9), "verdict": same,
+                   "gate": decide(same, [], 0.05, "X", "Y")})
+    assert text.startswith("**PASS: the champion X is within noise of Y")
     assert "No changes: every stage was up to date" in text and "`champion` moved: no" in text
-    assert "Quality gate: passed" in text and "## Params against the base\n\nNo differences." in text
+    assert "<summary>Params against the base</summary>\n\nNo differences." in text
+    unavailable = report({"base": "abc (base)", "head": "def (head)", "remote": "**remote unavailable: x**",
+                          "not_gated": "remote unavailable: x"})
+    assert unavailable.startswith("**NOT GATED: remote unavailable: x.**") and "The pipeline was not re-run." in unavailable

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from facemask.core.files import read_json
-from facemask.core.outputs import EXPORT_REPORT, split_report
+from facemask.core.outputs import EXPORT_REPORT, split_report, val_predictions, val_slices
 from tests.conftest import REPO
 from tests.pipeline_support import BACKBONE, PARAMS, TINY, dvc
 
@@ -50,10 +50,12 @@ def test_end_to_end_repro_then_noop(smoke_project):
     files = next(iter(shown.values()))["data"]
     best = files["metrics/best.json"]["data"]
     assert best["winner"] in PARAMS["candidates"] and best["registered"]["alias"] == "champion"
+    assert best["verdict"] in ("wins", "within noise") and best["against"] in PARAMS["candidates"]  # the paired test
     for name in PARAMS["candidates"]:
         headline = files[f"metrics/candidates/{name}.json"]["data"]
         assert sorted(headline) == ["test_accuracy", "test_macro_f1"] and 0 <= headline["test_accuracy"] <= 1
         assert read_json(project / split_report(name, "test"))["split"] == "test"  # the details beside the metrics
+        assert (project / val_predictions(name)).is_file() and (project / val_slices(name)).is_file()  # what CI reads
         assert (project / "models" / "candidates" / name / "model.keras").is_file()
     assert (project / "models" / "best" / "model.keras").is_file()
     results = (project / "reports" / "results.md").read_text()
@@ -74,5 +76,7 @@ def test_end_to_end_repro_then_noop(smoke_project):
         runs = db.execute("select name from runs").fetchall()
         aliases = db.execute("select alias from registered_model_aliases").fetchall()
         params = db.execute("select count(*) from params").fetchone()[0]
+        verdicts = db.execute("select value from tags where key = 'select_verdict'").fetchall()
     assert sorted(r[0] for r in runs) == sorted(PARAMS["candidates"]) and ("champion",) in aliases
+    assert verdicts == [(best["verdict"],)]  # on the champion's run
     assert params > 0

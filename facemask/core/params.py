@@ -232,10 +232,21 @@ class Explain(Section):
     seed: Seed = 1337
 
 
+Guard = Annotated[Number(0, 1) | None, Field(description="a number >= 0 and <= 1, or null (not guarded)")]
+
+
+class Guards(Section):
+    """The champion's slices of the validation photos the CI gate holds (evaluate's val_slices.json); null: not held."""
+    worn_wrong_without_mask_rate: Guard = None  # at least: masks worn wrong called without mask
+    degraded_max_drop: Guard = None  # at most: each degraded copy's accuracy below the clean photos'
+    smallest_class_recall: Guard = None  # at least: recall of the class with the fewest validation photos
+
+
 class Ci(Section):
-    # How far the champion's selection metric may fall against the base before CI fails (a photo or two
-    # of the validation split is noise: one with_mask_old photo moves macro-F1 by about 0.015).
-    max_drop: Number(0, 1) = 0.02
+    # CI fails when the champion is worse than the registry's at this significance (paired, on the same
+    # validation photos: facemask.pipeline.paired); select separates candidates at the same level.
+    alpha: Annotated[float, BeforeValidator(_no_bool), Field(gt=0, lt=1, description="a number > 0 and < 1")] = 0.05
+    guards: Guards = Guards()
 
 
 class Params(Section):

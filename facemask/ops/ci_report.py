@@ -1,7 +1,13 @@
-"""What a CI re-run changed, as pure functions of dvc.lock, reports/select.json and the run's log:
-which stages re-ran and why, whether the champion moved, and the quality gate (facemask/ops/ci.py runs them)."""
+"""What a CI re-run changed, as pure functions of dvc.lock, reports/select.json, the paired verdicts and the run's
+log: which stages re-ran and why, whether the champion moved, and the report that opens with the gate's verdict
+(facemask/ops/ci.py runs them; facemask/ops/gate.py decides)."""
 import re
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # scikit-learn and scipy load only where a comparison is made
+    from facemask.pipeline.paired import PairedVerdict
+
+MARKER = "<!-- facemask pipeline report -->"  # the workflow finds its PR comment by it, and edits it
 
 RUNNING = re.compile(r"^Running stage '(?P<stage>[^']+)'")
 
@@ -44,27 +50,6 @@ def reruns(lock_before: dict, lock_after: dict, seconds: dict[str, float]) -> li
             for stage, took in seconds.items()]
 
 
-@dataclass(frozen=True)
-class Gate:
-    passed: bool
-    text: str
-
-
-def quality_gate(best_before: dict | None, best_after: dict, max_drop: float) -> Gate:
-    """Fail when the champion's selection metric (a validation metric) fell by more than `max_drop`."""
-    metric, after = best_after["metric"], best_after["value"]
-    if not best_before:
-        return Gate(True, f"passed: no champion at the base to compare with ({metric} now {after:.4f})")
-    if best_before["metric"] != metric:
-        return Gate(True, f"passed: the selection metric changed ({best_before['metric']} -> {metric}); "
-                          "not comparable")
-    before = best_before["value"]
-    change = f"{metric} of the champion {before:.4f} -> {after:.4f} ({after - before:+.4f})"
-    if before - after > max_drop:
-        return Gate(False, f"FAILED: {change}, a drop of more than ci.max_drop={max_drop}")
-    return Gate(True, f"passed: {change}; ci.max_drop={max_drop}")
-
-
 def champion(best: dict | None) -> str:
     """The champion in one phrase: candidate, MLflow run and registered version."""
     if not best:
@@ -86,29 +71,68 @@ def champion_moved(best_before: dict | None, best_after: dict) -> str:
     return f"yes: champion -> version {after['version']} ({best_after['winner']}, run {best_after.get('run_id', '?')})"
 
 
+def verdict_row(label: str, verdict: "PairedVerdict | None") -> str:
+    """One row of a paired-comparison table: before -> after, the change with its CI, wins/losses, p, verdict."""
+    if verdict is None:
+        return f"| {label} | no predictions at the base | | | | |"
+    if verdict.verdict == "not comparable":
+        return f"| {label} | {verdict.base:.4f} -> {verdict.new:.4f} | | | | not comparable: {verdict.reason} |"
+    return (f"| {label} | {verdict.base:.4f} -> {verdict.new:.4f} | {verdict.delta:+.4f} "
+            f"[{verdict.ci_low:+.4f}, {verdict.ci_high:+.4f}] | {verdict.wins} / {verdict.losses} | "
+            f"{verdict.p_value:.2g} | **{verdict.verdict}** |")
+
+
+def verdict_table(metric: str, rows: list[tuple[str, "PairedVerdict | None"]]) -> list[str]:
+    return [f"| | {metric} before -> after | change (95% CI) | wins / losses | p | verdict |", "|---|---|---|---|---|---|",
+            *(verdict_row(label, verdict) for label, verdict in rows), ""]
+
+
+def folded(summary: str, body: list[str]) -> list[str]:
+    """A <details> block (GitHub renders the Markdown inside when blank lines surround it)."""
+    return ["<details>", f"<summary>{summary}</summary>", "", *body, "", "</details>", ""]
+
+
 def report(facts: dict) -> str:
-    """reports/ci/report.md from what the runner gathered."""
-    lines = [f"# Pipeline re-run: {facts['head']} against {facts['base']}", ""]
-    if facts.get("overrides"):
-        lines += [f"Overrides: `{' '.join(facts['overrides'])}`", ""]
-    lines += [f"Remote: {facts['remote']}", ""]
-    if facts.get("gate"):
-        lines += [f"**Quality gate: {facts['gate'].text}** (test metrics are reported, never gated)", ""]
-    lines += ["## Stages re-run", ""]
-    if facts.get("reruns"):
-        lines += ["| stage | why | seconds |", "|---|---|---|"]
-        lines += [f"| {r['stage']} | {'; '.join(r['why'])} | {r['seconds']} |" for r in facts["reruns"]]
-        lines += ["", f"Total: {sum(r['seconds'] for r in facts['reruns']):.0f} s"]
-    elif "reruns" in facts:
-        lines += ["No changes: every stage was up to date, nothing re-ran."]
-    else:
-        lines += ["The pipeline was not re-run."]
-    lines += ["", "## Champion", "", f"- before: {champion(facts.get('best_before'))}"]
+    """reports/ci/report.md from what the runner gathered: the verdict first, then what changed and why, then the
+    full diffs folded."""
+    gate = facts.get("gate")
+    first = f"**{gate.text}**" if gate else f"**NOT GATED: {facts.get('not_gated', 'the pipeline was not re-run')}.**"
+    lines = [first, "", f"Pipeline re-run of {facts['head']} against {facts['base']}"
+             + (f", with `{' '.join(facts['overrides'])}`" if facts.get("overrides") else "") + ".",
+             f"Remote: {facts['remote']}.", ""]
+    metric = facts.get("paired_metric", "macro_f1")
+    if facts.get("changed"):
+        lines += ["## Changed candidates", ""]
+        for name, change in facts["changed"].items():
+            lines += [f"**{name}**: {'; '.join(change['why'])}", ""]
+            lines += verdict_table(metric, [("validation", change["validation"]),
+                                            ("test (reported, never gated)", change["test"])])
+    lines += ["## Champion", "", f"- production: {facts.get('reference', 'none')}",
+              f"- before (base commit): {champion(facts.get('best_before'))}"]
     if facts.get("best_after"):
-        lines += [f"- after: {champion(facts['best_after'])}",
-                  f"- `champion` moved: {champion_moved(facts.get('best_before'), facts['best_after'])}"]
-    for title, key in (("Params against the base", "params_diff"), ("Metrics against the base", "metrics_diff")):
-        lines += ["", f"## {title}", "", facts.get(key, "").strip() or "No differences."]
+        best = facts["best_after"]
+        lines += [f"- now: {champion(best)}", f"- `champion` moved: {champion_moved(facts.get('best_before'), best)}",
+                  f"- select: {best.get('why', '')}", ""]
+        lines += verdict_table(metric, [("now against production (validation)", facts.get("verdict"))])
+        lines += [facts.get("detectable", ""), ""]
+    if facts.get("checks"):
+        lines += ["## Guarded slices (the champion, validation photos; ci.guards)", "",
+                  "| slice | value | bound | holds |", "|---|---|---|---|"]
+        lines += [f"| {c.name} | {'not measured' if c.value is None else f'{c.value:.3f}'} | {c.rule} | "
+                  f"{'yes' if c.holds else '**no**'} |" for c in facts["checks"]]
+        lines += [""]
+    if facts.get("reruns"):
+        total = sum(r["seconds"] for r in facts["reruns"])
+        lines += folded(f"Stages re-run: {len(facts['reruns'])}, {total:.0f} s", [
+            "| stage | why | seconds |", "|---|---|---|",
+            *(f"| {r['stage']} | {'; '.join(r['why'])} | {r['seconds']} |" for r in facts["reruns"])])
+    elif "reruns" in facts:
+        lines += ["No changes: every stage was up to date, nothing re-ran.", ""]
+    else:
+        lines += ["The pipeline was not re-run.", ""]
+    for title, key in (("Params against the base", "params_diff"),
+                       ("Metrics against the base (test is reported, never gated)", "metrics_diff")):
+        lines += folded(title, [facts.get(key, "").strip() or "No differences."])
     if facts.get("plots"):
-        lines += ["", f"Plots against the base (confusion matrices, training curves): `{facts['plots']}`"]
-    return "\n".join(lines) + "\n"
+        lines += [f"Plots against the base (confusion matrices, training curves): `{facts['plots']}`", ""]
+    return "\n".join(lines) + MARKER + "\n"

@@ -54,3 +54,22 @@ def rollback(model_name: str, version: int | None = None) -> tuple[str, str]:
         raise UserError(f"{model_name}@{CHAMPION}: this account may not move it ({err.message.splitlines()[0]}); "
                         "ask for MANAGE permission on the registered model") from None
     return str(current), str(target)
+
+
+def champion_version(model_name: str) -> tuple[str, str] | None:
+    """(version, run id) of `model_name`@champion in the configured store; None when it has no champion. An
+    unreachable tracking server raises TrackingError (a UserError) from connect()."""
+    connect()
+    try:
+        version = MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        return None
+    return str(version.version), version.run_id
+
+
+def run_artifact(run_id: str, artifact_path: str, target: Path) -> Path | None:
+    """One artifact of a run, downloaded into `target`; None when the run does not have it."""
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(target)))
+    except (MlflowException, OSError):
+        return None
