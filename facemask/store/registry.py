@@ -54,3 +54,19 @@ def rollback(model_name: str, version: int | None = None) -> tuple[str, str]:
         raise UserError(f"{model_name}@{CHAMPION}: this account may not move it ({err.message.splitlines()[0]}); "
                         "ask for MANAGE permission on the registered model") from None
     return str(current), str(target)
+
+
+def model_version(uri: str) -> tuple[str, str]:
+    """(a URI that names one fixed version, a label saying which) for a models:/ or runs:/ URI: an alias
+    (models:/facemask@champion) is resolved now, so that what is downloaded is what the label names."""
+    tracking_uri = connect()
+    body = uri.removeprefix("models:/")
+    if uri.startswith("runs:/") or "@" not in body:
+        return uri, f"{body.replace('/', ' version ', 1)}" if uri.startswith("models:/") else uri
+    name, alias = body.split("@", 1)
+    try:
+        version = MlflowClient().get_model_version_by_alias(name, alias).version
+    except MlflowException as err:
+        raise UserError(f"--model {uri}: not found in MLFLOW_TRACKING_URI={tracking_uri} ({err.message.splitlines()[0]}); "
+                        "`dvc repro` registers the champion, or check the URI and MLFLOW_TRACKING_URI") from None
+    return f"models:/{name}/{version}", f"{name} version {version} (@{alias})"

@@ -18,11 +18,10 @@ import numpy as np
 
 from facemask.core import UserError
 from facemask.core.outputs import EXPORT_DIR, EXPORT_FILES
-from facemask.core.resize import resize_batch
 from facemask.store.loading import load_model
 from facemask.use.detect import crop
 from facemask.use.face_tracks import Tracker
-from facemask.use.predict import MARGIN, annotate, label_fields
+from facemask.use.predict import MARGIN, Classifier, annotate, label_fields
 
 DEFAULT_INT8 = EXPORT_DIR / EXPORT_FILES["tflite_int8"]
 SMOOTH_FRAMES = 5  # frames a face's probabilities are averaged over
@@ -31,22 +30,10 @@ CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
 HOW_TO_SOURCE = "pass a video file, a webcam index such as 0, or a stream URL (rtsp://..., http://...)"
 
 
-@dataclass
-class Classifier:
-    """Class probabilities for a list of RGB face crops; `name` says which model file runs."""
-
-    run: object  # (n, size, size, 3) float32 batch -> (n, 4) probabilities
-    image_size: int
-    name: str
-
-    def __call__(self, crops: list[np.ndarray]) -> np.ndarray:
-        return np.asarray(self.run(resize_batch(crops, self.image_size))) if crops else np.zeros((0, 4))
-
-
 def load_classifier(model_path, int8_path=DEFAULT_INT8, keras_only: bool = False, notes=sys.stderr) -> Classifier:
     """The int8 TFLite export at `int8_path` when it exists and is not older than `model_path`, else the model."""
     from facemask.core.model import input_size
-    from facemask.use.export import keras_runner, runner
+    from facemask.use.export import keras_runner, runner, tflite_input_size
 
     model_path, int8_path = Path(model_path), Path(int8_path) if int8_path else None
     if not keras_only and int8_path is not None and int8_path.is_file():
@@ -54,19 +41,9 @@ def load_classifier(model_path, int8_path=DEFAULT_INT8, keras_only: bool = False
             print(f"video: {int8_path} is older than {model_path}; using the Keras model (run "
                   "`python -m facemask export` to refresh the int8 export)", file=notes)
         else:
-            return Classifier(runner(int8_path), _tflite_input_size(int8_path), f"{int8_path} (int8 TFLite)")
+            return Classifier(runner(int8_path), tflite_input_size(int8_path), f"{int8_path} (int8 TFLite)")
     model = load_model(model_path)
     return Classifier(keras_runner(model), input_size(model), f"{model_path} (Keras)")
-
-
-def _tflite_input_size(path: Path) -> int:
-    import warnings
-
-    from facemask.core.quiet_tf import tf
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return int(tf.lite.Interpreter(model_path=str(path)).get_input_details()[0]["shape"][1])
 
 
 class SourceProblem(Exception):
