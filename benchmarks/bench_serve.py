@@ -233,7 +233,7 @@ def load(port: int, path: str, body: bytes, headers: dict, requests: int, client
             "p50_ms": round(float(np.percentile(milliseconds, 50)), 1),
             "p99_ms": round(float(np.percentile(milliseconds, 99)), 1), "statuses": dict(statuses),
             "server_errors_5xx": sum(n for status, n in statuses.items() if status.startswith("5")),
-            "client_errors": sum(n for status, n in statuses.items() if status.startswith("error"))}
+            "client_errors": sum(n for status, n in statuses.items() if status.startswith("error"))}  # timeouts (60 s), resets
 
 
 def measure(kind: str, workers: int, model: Path, jpeg: bytes, requests: int, clients: int) -> dict:
@@ -268,11 +268,11 @@ def measure(kind: str, workers: int, model: Path, jpeg: bytes, requests: int, cl
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| server | workers | requests | requests/s | p50 ms | p99 ms | 5xx | RSS before -> after (MB) |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| server | workers | requests | requests/s | p50 ms | p99 ms | 5xx | no answer | RSS before -> after (MB) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in rows:
         lines.append(f"| {row['server']} | {row['workers']} | {row['requests']} | {row['requests_per_s']} | "
-                     f"{row['p50_ms']} | {row['p99_ms']} | {row['server_errors_5xx']} | "
+                     f"{row['p50_ms']} | {row['p99_ms']} | {row['server_errors_5xx']} | {row['client_errors']} | "
                      f"{row['rss_before_mb']:.0f} -> {row['rss_after_mb']:.0f} ({row['rss_growth_mb']:+.0f}) |")
     return "\n".join(lines)
 

@@ -6,10 +6,12 @@ import http.client
 import io
 import json
 import os
+import re
 import signal
 import socket
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -188,13 +190,16 @@ def test_openapi_docs_and_the_page_are_served(client):
 
 
 def raw_exchange(address, head: bytes) -> bytes:
-    """Send request headers only (no body) and read the reply until the server closes."""
+    """Send request headers only (no body) and read one whole reply (headers and Content-Length bytes)."""
     with socket.create_connection(address, timeout=20) as raw:
         raw.sendall(head)
-        raw.shutdown(socket.SHUT_WR)
         reply = b""
         while chunk := raw.recv(4096):
             reply += chunk
+            headers, _, body = reply.partition(b"\r\n\r\n")
+            length = re.search(rb"content-length: *(\d+)", headers, re.IGNORECASE)
+            if length and len(body) >= int(length[1]):
+                break
     return reply
 
 
@@ -255,3 +260,13 @@ def test_the_model_is_a_tflite_file_as_given_or_an_export_the_parity_report_pass
     assert checked_export(tiny_model_file(), report) == ("tflite", float_file)
     write_report(tiny_tflite_file())  # an export of another model
     assert checked_export(tiny_model_file(), report) is None
+
+
+def test_a_keras_model_without_a_checked_export_is_converted_at_start(tmp_path):
+    from facemask.core.model import load
+
+    served = resolve(tiny_model_file(), report_path=tmp_path / "no-report.json")
+    assert served.format == "tflite (converted at start)" and served.tflite.suffix == ".tflite"
+    batch = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    expected = np.asarray(load(tiny_model_file()).predict_on_batch(batch))
+    assert np.allclose(runner(served.tflite, threads=1)(batch), expected, atol=1e-4)

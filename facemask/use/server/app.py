@@ -93,12 +93,13 @@ class Metrics:
               registry=registry).set_function(lambda: pool.pending)
         Gauge("facemask_workers", "worker processes", registry=registry).set(pool.workers)
 
-    def count(self, records: list[dict]) -> None:
-        for status in {(record["file"], record["status"]) for record in records}:
-            self.images.labels(status[1]).inc()
-        for record in records:
-            if "label" in record:
-                self.faces.labels(record["label"]).inc()
+    def count(self, images: list[list[dict]]) -> None:
+        """Count each image's outcome and faces, from its records."""
+        for records in images:
+            self.images.labels(records[0]["status"]).inc()
+            for record in records:
+                if "label" in record:
+                    self.faces.labels(record["label"]).inc()
 
 
 def create_app(pool: WorkerPool, model: ServedModel, detector: str, limits: Limits = Limits()) -> FastAPI:
@@ -170,8 +171,8 @@ def create_app(pool: WorkerPool, model: ServedModel, detector: str, limits: Limi
             if isinstance(result, BaseException):
                 log.error("prediction failed", exc_info=result)
                 raise ApiError(500, "worker_failed", "prediction failed; see the server log")
+        metrics.count(results)
         records = [record for result in results for record in result]
-        metrics.count(records)
         return JSONResponse({"model_version": model.version, "faces": records})
 
     return app

@@ -72,7 +72,7 @@ def convert(keras_file: Path) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="facemask-serve-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as converter:
-        return converter.submit(worker.convert, str(keras_file), str(folder)).result()
+        return Path(converter.submit(worker.convert, str(keras_file), str(folder)).result())
 
 
 def sha256(path: Path) -> str:

@@ -5,6 +5,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from facemask.core import UserError
 from facemask.core.images import DEFAULT_MAX_PIXELS
+from facemask.use.detect import DEFAULT_DETECTOR
 from facemask.use.server import worker
 from facemask.use.server.app import Limits, create_app
 from facemask.use.server.model import resolve
@@ -24,7 +25,7 @@ def bind(host: str, port: int) -> socket.socket:
                         "pass another --port (0 picks a free one) or --host") from None
 
 
-def serve(model_spec, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, detector: str = "yunet",
+def serve(model_spec, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, detector: str = DEFAULT_DETECTOR,
           workers: int = DEFAULT_WORKERS, queue: int = DEFAULT_QUEUE, whole_image: bool = False,
           max_pixels: int = DEFAULT_MAX_PIXELS, limits: Limits | None = None, access_log: bool = False) -> None:
     """Serve until Ctrl-C (or SIGTERM), then let the requests in flight finish and stop the workers."""
