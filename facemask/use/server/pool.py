@@ -61,9 +61,9 @@ class WorkerPool:
         for fn, *args in calls:
             try:
                 future = executor.submit(fn, *args)
-            except BrokenProcessPool:
+            except (BrokenProcessPool, RuntimeError) as err:  # broken, or shut down as a broken one was replaced
                 future = Future()
-                future.set_exception(BrokenProcessPool("a worker process died"))
+                future.set_exception(BrokenProcessPool(f"a worker process died ({err})"))
             future.add_done_callback(self._finished(executor, time.monotonic()))
             futures.append(future)
         return futures
