@@ -30,13 +30,11 @@ def run_predict(args) -> int:
 
 
 def run_serve(args) -> None:
-    from facemask.store.loading import load_model
-    from facemask.use import serve
-    from facemask.use.detect import make_detector
-    from facemask.use.predict import Predictor
+    from facemask.use.server.app import Limits
+    from facemask.use.server.run import serve
 
-    predictor = Predictor(load_model(args.model), make_detector(args.detector), whole_image=args.whole_image)
-    serve.serve(predictor, args.host, args.port, args.max_bytes, str(args.model))
+    serve(args.model, args.host, args.port, args.detector, args.workers, args.queue, args.whole_image,
+          args.max_pixels, Limits(args.max_bytes, args.max_images), args.access_log)
 
 
 def run_video(args) -> None:
@@ -96,13 +94,23 @@ def predict_options(cmd) -> None:
 
 
 def serve_options(cmd) -> None:
-    from facemask.use.serve import DEFAULT_HOST, DEFAULT_MAX_BYTES, DEFAULT_PORT
+    from facemask.core.images import DEFAULT_MAX_PIXELS
+    from facemask.use.server.app import DEFAULT_MAX_BYTES, DEFAULT_MAX_IMAGES
+    from facemask.use.server.run import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_QUEUE, DEFAULT_WORKERS
 
-    cmd.add_argument("--model", default=BEST_MODEL, help=MODEL_HELP)
+    cmd.add_argument("--model", default=BEST_MODEL, help=MODEL_HELP + "; or an exported .tflite file")
     cmd.add_argument("--host", default=DEFAULT_HOST)
     cmd.add_argument("--port", type=int, default=DEFAULT_PORT)
+    cmd.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                     help=f"worker processes, each with its own detector and model (default: the CPUs, {DEFAULT_WORKERS})")
+    cmd.add_argument("--queue", type=int, default=DEFAULT_QUEUE,
+                     help="images that may wait for a worker; beyond them a request gets 503 with Retry-After")
     cmd.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="largest accepted request body")
+    cmd.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                     help="largest image (width x height), checked before decoding")
+    cmd.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES, help="most images in one request")
     cmd.add_argument("--whole-image", action="store_true", help="default for ?whole_image=")
+    cmd.add_argument("--access-log", action="store_true", help="print a line per request")
     add_detector_option(cmd)
 
 
@@ -168,12 +176,13 @@ def rollback_options(cmd) -> None:
 COMMANDS = {
     "predict": ("classify every face in photos and folders", predict_options, run_predict),
     "video": ("label every face in a video file, webcam or stream, frame by frame", video_options, run_video),
-    "serve": ("serve the model over HTTP (POST /predict, GET /health)", serve_options, run_serve),
+    "serve": ("serve the model over HTTP: a page at /, POST /predict, /health, /metrics, /docs", serve_options,
+              run_serve),
     "export": ("TFLite (float, int8) and ONNX, with parity and speed report", export_options, run_export),
     "explain": ("Grad-CAM maps for a sample of test images per class", explain_options, run_explain),
     "rollback": ("move the registry's champion alias back to an earlier version", rollback_options, run_rollback),
 }
-WITHOUT_KERAS = {"rollback"}
+WITHOUT_KERAS = {"rollback", "serve"}  # serve: only its workers import TensorFlow
 
 
 def parser(argv: list[str]) -> argparse.ArgumentParser:

@@ -154,7 +154,7 @@ def post_json(url: str, payload: dict) -> dict:
         return json.loads(response.read())
 
 
-def serving(args: list[str], project: Path, env: dict, health: str):
+def serving(args: list[str], project: Path, env: dict, health: str, seconds: float = 120):
     """Start a server process in its own group; returns (process, stop)."""
     process = subprocess.Popen(args, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
@@ -165,7 +165,7 @@ def serving(args: list[str], project: Path, env: dict, health: str):
             process.wait(timeout=30)
 
     try:
-        wait_for(health, process)
+        wait_for(health, process, seconds)
     except BaseException:
         stop()
         raise
@@ -201,14 +201,17 @@ def test_predict_and_serve_load_the_champion_from_the_registry(server, project):
     local = predict_json(project, env, "models/best/model.keras", image)
     assert predict_json(project, env, CHAMPION, image) == local and local[0]["status"] == "whole_image"
     port = free_port()
-    _, stop = serving([sys.executable, "-m", "facemask", "serve", "--model", CHAMPION, "--port", str(port),
-                       "--whole-image"], project, env, f"http://127.0.0.1:{port}/health")
+    _, stop = serving([sys.executable, "-m", "facemask", "serve", "--model", CHAMPION, "--port", str(port), "--workers",
+                       "1", "--whole-image"], project, env, f"http://127.0.0.1:{port}/health", seconds=300)
     try:
         answer = post_json(f"http://127.0.0.1:{port}/predict",
                            {"image": base64.b64encode(image.read_bytes()).decode(), "filename": str(image)})
     finally:
         stop()
-    assert answer["faces"] == local
+    assert answer["model_version"].startswith("facemask version ") and answer["model_version"].endswith("(@champion)")
+    [served], [expected] = answer["faces"], local  # the server runs the model converted to float TFLite
+    assert served["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-4)
+    assert {**served, "probabilities": None, "confidence": None} == {**expected, "probabilities": None, "confidence": None}
 
 
 def test_mlflow_models_serve_answers_an_image_like_predict(server, project):

@@ -244,7 +244,7 @@ def test_int8_labels_video_only_where_the_parity_report_vouches_for_it(tmp_path,
     if int8_agreement is not None:
         report.write_text(json.dumps({"formats": {"tflite_int8": {"top1_agreement": int8_agreement}}}))
     monkeypatch.setattr(facemask.use.export, "runner", lambda path: path)
-    monkeypatch.setattr("facemask.use.video._tflite_input_size", lambda path: 32)
+    monkeypatch.setattr(facemask.use.export, "tflite_input_size", lambda path: 32)
     classifier = load_classifier(model, exports, report=report)
     assert classifier.name.endswith(f"({runs})")
     assert load_classifier(model, exports, keras_only=True, report=report).name.endswith("(Keras)")

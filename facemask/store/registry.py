@@ -73,3 +73,19 @@ def run_artifact(run_id: str, artifact_path: str, target: Path) -> Path | None:
         return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(target)))
     except (MlflowException, OSError):
         return None
+
+
+def model_version(uri: str) -> tuple[str, str]:
+    """(a URI that names one fixed version, a label saying which) for a models:/ or runs:/ URI: an alias
+    (models:/facemask@champion) is resolved now, so that what is downloaded is what the label names."""
+    tracking_uri = connect()
+    body = uri.removeprefix("models:/")
+    if uri.startswith("runs:/") or "@" not in body:
+        return uri, f"{body.replace('/', ' version ', 1)}" if uri.startswith("models:/") else uri
+    name, alias = body.split("@", 1)
+    try:
+        version = MlflowClient().get_model_version_by_alias(name, alias).version
+    except MlflowException as err:
+        raise UserError(f"--model {uri}: not found in MLFLOW_TRACKING_URI={tracking_uri} ({err.message.splitlines()[0]}); "
+                        "`dvc repro` registers the champion, or check the URI and MLFLOW_TRACKING_URI") from None
+    return f"models:/{name}/{version}", f"{name} version {version} (@{alias})"

@@ -101,12 +101,21 @@ def runner(path, threads: int = 2):
     raise ValueError(f"{path}: not a .keras, .tflite or .onnx model")
 
 
-def _tflite_runner(path: Path, threads: int):
+def _interpreter(path: Path, threads: int | None = None):
     from facemask.core.quiet_tf import tf
 
     with warnings.catch_warnings():  # tf.lite.Interpreter is deprecated for ai_edge_litert, still in TF 2.21
         warnings.simplefilter("ignore")
-        interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+        return tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+
+
+def tflite_input_size(path) -> int:
+    """The square image size a TFLite export takes (exports have a fixed input size)."""
+    return int(_interpreter(Path(path)).get_input_details()[0]["shape"][1])
+
+
+def _tflite_runner(path: Path, threads: int):
+    interpreter = _interpreter(path, threads)
     input_index = interpreter.get_input_details()[0]["index"]
     output_index = interpreter.get_output_details()[0]["index"]
     shape = [None]

@@ -5,6 +5,7 @@ The one preprocessing path: a face crop (or the whole image) goes through the sa
 """
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,23 @@ def label_fields(probabilities) -> dict:
     }
 
 
+@dataclass
+class Classifier:
+    """Class probabilities for a list of RGB images or face crops of any size, resized exactly as load_batch
+    does; `run` is the model (Keras or an export), `name` says which model file runs."""
+
+    run: object  # (n, size, size, 3) float32 batch -> (n, 4) probabilities
+    image_size: int
+    name: str
+
+    def __call__(self, crops: list[np.ndarray]) -> np.ndarray:
+        return np.asarray(self.run(resize_batch(crops, self.image_size))) if crops else np.zeros((0, len(CLASSES)))
+
+
 class Predictor:
     """A loaded model and detector: `predict_image(rgb, file)` gives one record per face.
 
+    `model` is a Keras model or a Classifier (an exported TFLite model, as the server's workers run).
     detect=False classifies every image whole (inputs that are face crops already, like the dataset).
     """
 
@@ -42,11 +57,8 @@ class Predictor:
                  detect: bool = True):
         self.model, self.whole_image, self.margin, self.detect = model, whole_image or not detect, margin, detect
         self.detector = detector or make_detector()
-        self.image_size = input_size(model)
-
-    def classify(self, images: list[np.ndarray]) -> np.ndarray:
-        """Class probabilities for RGB arrays of any size: resized exactly as load_batch does."""
-        return np.asarray(self.model.predict_on_batch(resize_batch(images, self.image_size)))
+        self.classify = model if isinstance(model, Classifier) else \
+            Classifier(lambda batch: model.predict_on_batch(batch), input_size(model), "Keras")
 
     def predict_image(self, rgb: np.ndarray, file: str, whole_image: bool | None = None) -> list[dict]:
         """Records for every face found; with no face, the whole image's record or a `no_face` one."""

@@ -2,6 +2,7 @@
 detector and predict's Predictor, with its signature, input example and pip requirements."""
 import base64
 import io
+import threading
 from importlib.metadata import distribution, packages_distributions
 from pathlib import Path
 
@@ -28,10 +29,14 @@ class FaceClassifier(mlflow.pyfunc.PythonModel):
     """What `mlflow models serve` runs: a DataFrame of base64 images in, `predict --json`'s records out.
 
     The images are decoded as predict decodes files and go through the same Predictor (detector, crop, the
-    saved Keras model with its own preprocessing); an image that cannot be read gives an `error` record."""
+    saved Keras model with its own preprocessing); an image that cannot be read gives an `error` record.
+    MLflow's scoring server calls predict from several threads at once, and the Predictor (OpenCV's YuNet, the
+    Keras model) is not made for that: 16 concurrent requests crashed `mlflow models serve` with SIGSEGV
+    (benchmarks/bench_serve.py); so one request runs at a time."""
 
     def load_context(self, context):
         self.predictor = Predictor(load(context.artifacts[KERAS_ARTIFACT]), make_detector())
+        self.lock = threading.Lock()
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[dict]:
         whole_image = bool((params or {}).get("whole_image", False))
@@ -39,7 +44,9 @@ class FaceClassifier(mlflow.pyfunc.PythonModel):
         for number, row in enumerate(model_input.to_dict("records")):
             name = row.get("filename") if isinstance(row.get("filename"), str) else f"image_{number}"
             try:
-                records += self.predictor.predict_image(decode_base64_image(row["image"], name), name, whole_image=whole_image)
+                rgb = decode_base64_image(row["image"], name)
+                with self.lock:
+                    records += self.predictor.predict_image(rgb, name, whole_image=whole_image)
             except ImageError as err:
                 records.append({"file": name, "status": "error", "error": str(err)})
         return records

@@ -20,11 +20,10 @@ import numpy as np
 from facemask.core import UserError
 from facemask.core.files import read_json
 from facemask.core.outputs import EXPORT_DIR, EXPORT_FILES, EXPORT_REPORT
-from facemask.core.resize import resize_batch
 from facemask.store.loading import load_model
 from facemask.use.detect import crop
 from facemask.use.face_tracks import Tracker
-from facemask.use.predict import MARGIN, annotate, label_fields
+from facemask.use.predict import MARGIN, Classifier, annotate, label_fields
 
 # int8 labels video's faces only if it keeps the Keras top-1 on this share of the test photos (reports/export.json);
 # otherwise the float export, which agrees fully and is as fast here (3.8 ms a face each).
@@ -36,18 +35,6 @@ CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
 HOW_TO_SOURCE = "pass a video file, a webcam index such as 0, or a stream URL (rtsp://..., http://...)"
 
 
-@dataclass
-class Classifier:
-    """Class probabilities for a list of RGB face crops; `name` says which model file runs."""
-
-    run: object  # (n, size, size, 3) float32 batch -> (n, 4) probabilities
-    image_size: int
-    name: str
-
-    def __call__(self, crops: list[np.ndarray]) -> np.ndarray:
-        return np.asarray(self.run(resize_batch(crops, self.image_size))) if crops else np.zeros((0, 4))
-
-
 def load_classifier(model_path, export_dir=EXPORT_DIR, keras_only: bool = False, report=EXPORT_REPORT,
                     notes=sys.stderr) -> Classifier:
     """The TFLite export in `export_dir` that answers like the model at `model_path`, else that model.
@@ -57,7 +44,7 @@ def load_classifier(model_path, export_dir=EXPORT_DIR, keras_only: bool = False,
     than the model is skipped with a note; no `export_dir` or `keras_only`: the Keras model.
     """
     from facemask.core.model import input_size
-    from facemask.use.export import keras_runner, runner
+    from facemask.use.export import keras_runner, runner, tflite_input_size
 
     model_path = Path(model_path)
     for kind in () if keras_only or export_dir is None else _trusted_formats(Path(report)):
@@ -68,7 +55,7 @@ def load_classifier(model_path, export_dir=EXPORT_DIR, keras_only: bool = False,
             print(f"video: {path} is older than {model_path}; skipped (run `python -m facemask export` to refresh "
                   "the exports)", file=notes)
             continue
-        return Classifier(runner(path), _tflite_input_size(path), f"{path} ({FORMAT_NAMES[kind]})")
+        return Classifier(runner(path), tflite_input_size(path), f"{path} ({FORMAT_NAMES[kind]})")
     model = load_model(model_path)
     return Classifier(keras_runner(model), input_size(model), f"{model_path} (Keras)")
 
@@ -77,16 +64,6 @@ def _trusted_formats(report: Path) -> tuple[str, ...]:
     """The TFLite formats to try, fastest first: int8 only where the parity report vouches for it."""
     int8 = read_json(report).get("formats", {}).get("tflite_int8", {}) if report.is_file() else {}
     return ("tflite_int8", "tflite") if int8.get("top1_agreement", 0) >= INT8_MIN_AGREEMENT else ("tflite",)
-
-
-def _tflite_input_size(path: Path) -> int:
-    import warnings
-
-    from facemask.core.quiet_tf import tf
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return int(tf.lite.Interpreter(model_path=str(path)).get_input_details()[0]["shape"][1])
 
 
 class SourceProblem(Exception):
