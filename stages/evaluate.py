@@ -1,5 +1,6 @@
 """Stage evaluate@<candidate>: the test split's metrics, report, predictions and confusion matrix, logged to the
-candidate's MLflow run (facemask.pipeline.evaluate does the scoring)."""
+candidate's MLflow run (facemask.pipeline.evaluate does the scoring); and the slices of the validation photos,
+which the CI gate guards (the test split is reported, never gated)."""
 from pathlib import Path
 
 import matplotlib
@@ -9,13 +10,22 @@ import mlflow
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from facemask.core import CLASSES
-from facemask.core.files import write_csv, write_json
+from facemask.core.files import read_csv, write_csv, write_json
 from facemask.core.model import load
-from facemask.core.outputs import CANDIDATE_REPORTS, headline, model_dir, split_report, test_metrics
+from facemask.core.outputs import (
+    CANDIDATE_REPORTS,
+    headline,
+    model_dir,
+    split_report,
+    test_metrics,
+    val_predictions,
+    val_slices,
+)
 from facemask.core.params import load_params
 from facemask.core.stage import candidate_arg, require, run
 from facemask.pipeline.evaluate import SUMMARY, evaluate, slice_metrics
 from facemask.pipeline.evaluation import report_text
+from facemask.pipeline.slices import compute as compute_slices
 from facemask.pipeline.splits import SPLIT_DIR, split_rows
 from facemask.store.tracking import configure, recorded_run_id, start_run
 
@@ -33,6 +43,11 @@ def main() -> None:
     write_csv(Path("plots") / candidate / "confusion.csv",
               [{"actual": p["actual"], "predicted": p["predicted"]} for p in result["predictions"]])
     write_csv(report_dir / "predictions.csv", result["predictions"])
+    val_rows = split_rows("val")
+    predicted = {r["file"]: r["predicted"] for r in read_csv(require(val_predictions(candidate), f"train@{candidate}"))}
+    val_pred = [CLASSES.index(predicted[r["file"]]) for r in val_rows]
+    write_json(val_slices(candidate), compute_slices(model, val_rows, SPLIT_DIR, params.evaluate.batch_size, val_pred,
+                                                     params.synthesize.aligned_sources))
     text = report_text(result["y_true"], result["y_pred"])
     (report_dir / "classification_report.txt").write_text(text)
     _log_to_mlflow(candidate, metrics, report_dir, result)

@@ -1,19 +1,21 @@
-"""Stage train@<candidate>: models/candidates/<candidate>, its validation metrics and history, one MLflow run
-(facemask.pipeline.fitting does the training; this main() records it)."""
+"""Stage train@<candidate>: models/candidates/<candidate>, its validation metrics, per-photo validation predictions
+and history, one MLflow run (facemask.pipeline.fitting does the training; this main() records it)."""
 import shutil
 from pathlib import Path
 
 import mlflow
+import numpy as np
 
+from facemask.core import CLASSES
 from facemask.core.files import read_json, write_csv, write_json
 from facemask.core.model import predict_labels
-from facemask.core.outputs import headline, model_dir, split_report, val_metrics
+from facemask.core.outputs import headline, model_dir, split_report, val_metrics, val_predictions
 from facemask.core.params import load_params
 from facemask.core.resize import load_batch
 from facemask.core.stage import candidate_arg, require, run, stage_code
-from facemask.pipeline.evaluation import classification_metrics, member_scores, reframed_scores
+from facemask.pipeline.evaluation import classification_metrics, member_scores, prediction_rows, reframed_scores
 from facemask.pipeline.fitting import CHECKPOINT_ROOT, FEATURES_ROOT, checkpoints_for, combined, train_members
-from facemask.pipeline.splits import split_images
+from facemask.pipeline.splits import image_path, split_rows
 from facemask.store.tracking import configure, log_split_dataset, start_run
 from facemask.use.pyfunc import log_model
 
@@ -46,9 +48,11 @@ def main() -> None:
         _, models, rows, seconds = train_members(candidate, params, checkpoints)
         train_seconds = sum(seconds.values())
         model = combined(candidate, models)
-        val_paths, val_y = split_images("val")
+        val_rows = split_rows("val")
+        val_paths, val_y = [image_path(r) for r in val_rows], np.array([CLASSES.index(r["label"]) for r in val_rows])
         val_x = load_batch(val_paths, meta["image_size"])  # decoded once for the model and its members
-        val = classification_metrics(val_y, model.predict(val_x, verbose=0).argmax(axis=1))
+        probabilities = model.predict(val_x, verbose=0)
+        val = classification_metrics(val_y, probabilities.argmax(axis=1))
         val["reframed"] = reframed_scores(val_y, lambda view: predict_labels(model, val_paths, view=view))
         if len(models) > 1:  # how far apart the averaged models are on their own
             val["members"] = member_scores(val_y, {f"seed_{seed}": member.predict(val_x, verbose=0).argmax(axis=1)
@@ -56,6 +60,8 @@ def main() -> None:
         mlflow.log_metrics({"val_accuracy_final": val["accuracy"], "val_macro_f1": val["macro_f1"],
                             "val_reframed_macro_f1": val["reframed"]["mean_macro_f1"],
                             "train_seconds": train_seconds})
+        write_csv(val_predictions(candidate), prediction_rows(val_rows, probabilities))
+        mlflow.log_artifact(str(val_predictions(candidate)), "validation")  # what the CI gate compares with
         model.save(out_dir / "model.keras")
         write_json(out_dir / "mlflow.json", {"run_id": active.info.run_id, "model_uri": log_model(out_dir / "model.keras")})
     write_json(val_metrics(candidate), headline("val", val))

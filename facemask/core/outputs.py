@@ -41,6 +41,18 @@ def split_report(candidate: str, split: str, root: Path = CANDIDATE_REPORTS) -> 
     return Path(root) / candidate / f"{split}.json"
 
 
+def val_predictions(candidate: str, root: Path = CANDIDATE_REPORTS) -> Path:
+    """reports/candidates/<candidate>/val_predictions.csv: one row per validation photo (file, true and predicted
+    label, probabilities), by train@<candidate>; the paired comparisons of select and CI read it."""
+    return Path(root) / candidate / "val_predictions.csv"
+
+
+def val_slices(candidate: str, root: Path = CANDIDATE_REPORTS) -> Path:
+    """reports/candidates/<candidate>/val_slices.json: the slices on the validation photos, by evaluate@<candidate>;
+    the CI gate holds the champion's to their floors (ci.floors)."""
+    return Path(root) / candidate / "val_slices.json"
+
+
 def headline(split: str, scores: dict) -> dict:
     """The DVC metrics of one split: {split}_accuracy and {split}_macro_f1 from its full scores."""
     return {f"{split}_{name}": scores[name] for name in HEADLINE}

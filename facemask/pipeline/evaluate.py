@@ -20,7 +20,13 @@ import numpy as np
 from facemask.core import CLASSES
 from facemask.core.model import input_size, members, predict_labels
 from facemask.core.resize import load_batch
-from facemask.pipeline.evaluation import accuracy_by, classification_metrics, member_scores, reframed_scores
+from facemask.pipeline.evaluation import (
+    accuracy_by,
+    classification_metrics,
+    member_scores,
+    prediction_rows,
+    reframed_scores,
+)
 from facemask.pipeline.slices import compute as compute_slices
 from facemask.pipeline.splits import image_path
 
@@ -53,12 +59,7 @@ def evaluate(model, rows: list[dict], split_dir: Path, batch_size: int, aligned_
         metrics["members"] = member_scores(y_true, {member.name: member.predict(batch, batch_size=batch_size, verbose=0)
                                                     .argmax(axis=1) for member in averaged})
     metrics["slices"] = compute_slices(model, rows, split_dir, batch_size, y_pred, aligned_sources)
-    predictions = [
-        {"file": r["file"], "source": r.get("source", ""), "actual": r["label"], "predicted": CLASSES[p],
-         **{f"p_{c}": round(float(q), 5) for c, q in zip(CLASSES, prob, strict=True)}}
-        for r, p, prob in zip(rows, y_pred, probabilities, strict=True)
-    ]
-    return {"metrics": metrics, "predictions": predictions, "y_true": y_true, "y_pred": y_pred}
+    return {"metrics": metrics, "predictions": prediction_rows(rows, probabilities), "y_true": y_true, "y_pred": y_pred}
 
 
 def slice_metrics(slices: dict) -> dict:

@@ -64,6 +64,14 @@ def member_scores(y_true, predictions: dict) -> dict:
     return {str(name): headline(y_true, y_pred) for name, y_pred in predictions.items()}
 
 
+def prediction_rows(rows: list[dict], probabilities) -> list[dict]:
+    """One row per photo (split.csv `rows`, in order) as predictions.csv holds them: file, source, true and
+    predicted label, and each class's probability. The paired comparison (facemask.pipeline.paired) reads them."""
+    return [{"file": r["file"], "source": r.get("source", ""), "actual": r["label"], "predicted": CLASSES[int(np.argmax(prob))],
+             **{f"p_{c}": round(float(q), 5) for c, q in zip(CLASSES, prob, strict=True)}}
+            for r, prob in zip(rows, probabilities, strict=True)]
+
+
 def mcnemar(base_right, other_right) -> tuple[int, int, float]:
     """Paired comparison of two models on the same items (boolean arrays: was each one right?): the items
     only `other` gets right, only `base` gets right, and the exact two-sided McNemar p-value."""
