@@ -90,7 +90,6 @@ def git_file(revision: str, path: str) -> str | None:
 
 def run_logged(args: list[str], log: Path, env: dict) -> int:
     """Run `args`, its output both printed (the runner's log) and written to `log`; its exit status."""
-    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                                    env={**os.environ, **env})
@@ -116,13 +115,16 @@ def job(sweep: Sweep, index: int) -> int:
     parent = sweep_runs.parent_run(sweep.id, sweep.file, sweep.baseline)
     child = sweep_runs.child_run(parent, sweep.id, index, name, overrides)
     log = OUT / sweep.id / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.touch()
     print(f"sweep: {name}: {describe(overrides)}", flush=True)
     status = 0 if name in local_experiments(sweep) else \
         run_logged([sys.executable, "-m", "dvc", *sweep.run_args(index)], log, {SWEEP_RUN_ENV: child})
     if status == 0:
         pushed = dvc("exp", "push", "--run-cache", "origin", name, check=False)
         if pushed.returncode:
-            log.open("a").write(pushed.stdout + pushed.stderr)
+            with log.open("a") as out:
+                out.write(pushed.stdout + pushed.stderr)
             status = pushed.returncode
     if status:
         sweep_runs.finish_child(child, {}, log, tail(log))

@@ -16,6 +16,7 @@ import yaml
 
 from facemask.core.params import Synthesize
 from facemask.ops.datasets import generate
+from facemask.ops.sweep_report import DONE, FAILED, Row, metric_ci, promotion, ranked, table
 from facemask.ops.sweeps import SweepError, load
 from tests.pipeline_support import copy_code, small_candidates, tiny_params
 from tests.test_ci_rerun import dvc, sh
@@ -118,6 +119,29 @@ def test_expand_prints_the_matrix_and_a_bad_file_is_one_line(project):
     refused = sweep_cli(project, {}, "expand", "s.yaml")
     assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
         "sweep: error: s.yaml: train.patiense is not a setting in params.yaml; did you mean train.patience?"]
+
+
+@pytest.mark.unit
+def test_the_table_ranks_done_rows_by_the_metric_then_failed_ones_and_names_the_promotion():
+    rows = [Row(0, "s-0", "a=1", "T", DONE, 0.5, verdict="within noise: ...", train_seconds=3.0),
+            Row(1, "s-1", "a=2", "T", FAILED, log_tail="Traceback\nValueError: not a weights file"),
+            Row(2, "s-2", "a=3", "T", DONE, 0.75, (0.5, 0.9), "better: ...", 2.0),
+            Row(3, "s-3", "a=4", "T")]
+    assert [row.name for row in ranked(rows)] == ["s-2", "s-0", "s-1", "s-3"]
+    promote = promotion(ranked(rows)[0], {"a": 3}, {"a": 1})
+    text = table("s", "val_macro_f1", rows, ["a fact"], promote)
+    assert "| 1 | s-2 | `a=3` | T | done | 0.7500 | [0.500, 0.900] | better: ... | 2.0 |" in text
+    assert "| 4 | s-3 | `a=4` | T | not run |" in text and "ValueError: not a weights file" in text
+    assert "- `a`: 1 -> 3" in text and "dvc exp apply s-2" in text
+    assert promotion(None, {}, {}) == ["No experiment finished: nothing to promote."]
+
+
+@pytest.mark.unit
+def test_the_metric_ci_is_a_bootstrap_over_the_photos():
+    actual, predicted = ["a", "b"] * 20, ["a", "b"] * 15 + ["b", "a"] * 5
+    low, high = metric_ci(actual, predicted, "accuracy")
+    assert 0 <= low < 0.75 < high <= 1
+    assert metric_ci(actual, actual, "accuracy") == (1.0, 1.0) and metric_ci(actual, predicted, "reframed") is None
 
 
 # ---- end to end -------------------------------------------------------------------------------------------------
