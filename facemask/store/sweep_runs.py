@@ -12,11 +12,11 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID  # the tag MLflow's UI nests runs by
 
 from facemask.store.registry import CHAMPION
 from facemask.store.tracking import EXPERIMENT, configure
 
-PARENT_TAG = "mlflow.parentRunId"  # what MLflow's UI nests runs by
 SWEEP_ID, SWEEP_INDEX, ROLE = "sweep_id", "sweep_index", "sweep_role"
 LOG_TAIL = "sweep_log_tail"
 TAG_LIMIT = 5000  # characters of a log tail kept in a tag (MLflow allows 8,000)
@@ -32,6 +32,10 @@ def _search(client: MlflowClient, experiment_id: str, where: str) -> list:
     return client.search_runs([experiment_id], where, order_by=["attributes.start_time ASC"])
 
 
+def _oldest(runs: list):
+    return min(runs, key=lambda run: (run.info.start_time, run.info.run_id))
+
+
 def parent_run(sweep_id: str, file: str, baseline: str) -> str:
     """The id of the sweep's parent run, created by the first runner that asks.
 
@@ -41,10 +45,10 @@ def parent_run(sweep_id: str, file: str, baseline: str) -> str:
     where = f"tags.{SWEEP_ID} = '{sweep_id}' and tags.{ROLE} = 'parent'"
     found = _search(client, experiment_id, where)
     if found:
-        return found[0].info.run_id
+        return _oldest(found).info.run_id
     mine = client.create_run(experiment_id, run_name=f"sweep {sweep_id}",
                              tags={SWEEP_ID: sweep_id, ROLE: "parent", "sweep_file": file, "sweep_baseline": baseline})
-    oldest = min(_search(client, experiment_id, where), key=lambda run: (run.info.start_time, run.info.run_id))
+    oldest = _oldest(_search(client, experiment_id, where))
     if oldest.info.run_id != mine.info.run_id:
         client.delete_run(mine.info.run_id)
     return oldest.info.run_id
@@ -62,7 +66,7 @@ def child_run(parent_id: str, sweep_id: str, index: int, name: str, overrides: d
         client.set_tag(run_id, LOG_TAIL, "")
         return run_id
     return client.create_run(experiment_id, run_name=name, tags={
-        PARENT_TAG: parent_id, SWEEP_ID: sweep_id, SWEEP_INDEX: str(index), ROLE: "experiment",
+        MLFLOW_PARENT_RUN_ID: parent_id, SWEEP_ID: sweep_id, SWEEP_INDEX: str(index), ROLE: "experiment",
         "dvc_experiment": name, "sweep_overrides": json.dumps(overrides)}).info.run_id
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import yaml
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from facemask.core import UserError, project
 from facemask.core.outputs import CANDIDATE_MODELS
@@ -136,7 +137,7 @@ def run_tags(candidate: str, stage: str) -> dict:
     experiment (facemask/sweep.py sets SWEEP_RUN_ENV), the experiment's run as parent, so MLflow nests it there."""
     tags = {"dvc_experiment": os.environ.get("DVC_EXP_NAME", ""), "candidate": candidate, "stage": stage}
     if os.environ.get(SWEEP_RUN_ENV):
-        tags["mlflow.parentRunId"] = os.environ[SWEEP_RUN_ENV]
+        tags[MLFLOW_PARENT_RUN_ID] = os.environ[SWEEP_RUN_ENV]
     return tags
 
 
