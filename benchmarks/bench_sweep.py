@@ -5,7 +5,7 @@ runner per experiment (the slowest job, since the runners work side by side).
         [--grid candidates.Xception.train.dropout=0.3,0.5 --grid candidates.Xception.train.learning_rate=0.001,0.0003]
 
 --origin is the project's git origin (its DVC remote holds the pipeline's outputs, so each job trains only);
-each mode clones it into a temporary folder and runs `python -m facemask.sweep job` for every experiment of a
+each mode clones it into a temporary folder and runs `python -m facemask.ops.sweep job` for every experiment of a
 sweep written for that mode (its own name, so neither mode finds the other's experiments done), pushing to
 origin as the workflow does. Writes benchmarks/results/sweep.json.
 """
@@ -35,7 +35,7 @@ def run_jobs(checkout: Path, sweep_file: Path, indexes: list[int]) -> list[dict]
     done = []
     for index in indexes:
         started = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "facemask.sweep", "job", str(sweep_file), "--index", str(index)],
+        result = subprocess.run([sys.executable, "-m", "facemask.ops.sweep", "job", str(sweep_file), "--index", str(index)],
                                 cwd=checkout, capture_output=True, text=True)
         done.append({"index": index, "seconds": round(time.perf_counter() - started, 1), "status": result.returncode})
         if result.returncode:

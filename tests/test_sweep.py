@@ -1,4 +1,4 @@
-"""Sweeps across machines (facemask/sweep.py): the sweep file's checks and expansion (unit), then end to end as
+"""Sweeps across machines (facemask/ops/sweep.py): the sweep file's checks and expansion (unit), then end to end as
 separate runners would do it: a bare git origin, a local DVC remote and one `mlflow server` on 127.0.0.1 that
 every clone reaches; a 2x2 sweep whose four jobs run at the same time, each in its own clone; a gather in
 another clone; a sweep with one broken experiment, and its re-run."""
@@ -16,8 +16,8 @@ import yaml
 
 from facemask.core.params import Synthesize
 from facemask.ops.datasets import generate
+from facemask.ops.sweep_file import SweepError, load
 from facemask.ops.sweep_report import DONE, FAILED, Row, metric_ci, promotion, ranked, table
-from facemask.ops.sweeps import SweepError, load
 from tests.pipeline_support import copy_code, small_candidates, tiny_params
 from tests.test_ci_rerun import dvc, sh
 
@@ -162,13 +162,13 @@ def sweep_env(tracking_uri: str) -> dict:
 
 
 def sweep_cli(clone: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "facemask.sweep", *args], cwd=clone, env=env or None,
+    return subprocess.run([sys.executable, "-m", "facemask.ops.sweep", *args], cwd=clone, env=env or None,
                           capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
 
 
 def start_jobs(clones: list[Path], env: dict, file: str) -> list[subprocess.Popen]:
     """`job FILE --index i` in clone i, all started at once (as a matrix's runners would)."""
-    return [subprocess.Popen([sys.executable, "-m", "facemask.sweep", "job", file, "--index", str(i)], cwd=clone,
+    return [subprocess.Popen([sys.executable, "-m", "facemask.ops.sweep", "job", file, "--index", str(i)], cwd=clone,
                              env=env, stdout=(clone.parent / f"{clone.name}.log").open("w"), stderr=subprocess.STDOUT)
             for i, clone in enumerate(clones)]
 

@@ -1,6 +1,6 @@
 """A gathered sweep as Markdown: the experiments ranked by the selection metric (with its 95% CI), each one's
 paired verdict against the registry's champion and its train time, the failures with their last log lines,
-and the exact commands that promote the winner (pure functions; facemask/sweep.py gathers the rows)."""
+and the exact commands that promote the winner (pure functions; facemask/ops/sweep.py gathers the rows)."""
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -134,7 +134,7 @@ def recorded_run_id(candidate: str, models_dir: Path = CANDIDATE_MODELS) -> str 
 
 def run_tags(candidate: str, stage: str) -> dict:
     """Tags every run carries: DVC experiment (when run by `dvc exp run`), candidate, stage; and, inside a sweep's
-    experiment (facemask/sweep.py sets SWEEP_RUN_ENV), the experiment's run as parent, so MLflow nests it there."""
+    experiment (facemask/ops/sweep.py sets SWEEP_RUN_ENV), the experiment's run as parent, so MLflow nests it there."""
     tags = {"dvc_experiment": os.environ.get("DVC_EXP_NAME", ""), "candidate": candidate, "stage": stage}
     if os.environ.get(SWEEP_RUN_ENV):
         tags[MLFLOW_PARENT_RUN_ID] = os.environ[SWEEP_RUN_ENV]

@@ -1,8 +1,8 @@
 """Sweeps across machines: one experiment per runner, gathered into one ranked table with verdicts.
 
-    python -m facemask.sweep expand FILE             # the experiments as a GitHub Actions matrix (JSON)
-    python -m facemask.sweep job FILE --index I      # run experiment I and push it (any runner: CI, SLURM, a laptop)
-    python -m facemask.sweep gather FILE [--strict]  # pull every experiment; the ranked table (Markdown)
+    python -m facemask.ops.sweep expand FILE             # the experiments as a GitHub Actions matrix (JSON)
+    python -m facemask.ops.sweep job FILE --index I      # run experiment I and push it (any runner: CI, SLURM, a laptop)
+    python -m facemask.ops.sweep gather FILE [--strict]  # pull every experiment; the ranked table (Markdown)
 
 A job is `dvc exp run --temp --pull --allow-missing -n <sweep id>-<I> -S ...` in a clone of the project (the
 work tree stays as it was), logged to the MLflow store that MLFLOW_TRACKING_URI names (one parent run for the
@@ -30,8 +30,8 @@ import yaml
 from facemask.core import UserError
 from facemask.core.outputs import SELECTION_REPORT, split_report, val_predictions
 from facemask.ops.ci import RemoteUnavailable, check_remote
+from facemask.ops.sweep_file import Sweep, describe, load
 from facemask.ops.sweep_report import DONE, FAILED, Row, metric_ci, promotion, ranked, table
-from facemask.ops.sweeps import Sweep, describe, load
 from facemask.pipeline.paired import compare, read_predictions
 from facemask.pipeline.selection import METRICS
 from facemask.store import sweep_runs
@@ -245,7 +245,7 @@ def score(row: Row, revision: str, metric_name: str, paired_metric: str, base: l
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m facemask.sweep", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m facemask.ops.sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("expand", help="print the sweep's experiments as a GitHub Actions matrix (JSON)") \

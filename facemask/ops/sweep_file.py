@@ -1,5 +1,5 @@
 """A sweep file: a grid and/or a list of params.yaml overrides, checked against params.yaml and expanded into
-numbered experiments, each one `dvc exp run` with a stable name (facemask/sweep.py runs and gathers them).
+numbered experiments, each one `dvc exp run` with a stable name (facemask/ops/sweep.py runs and gathers them).
 
     name: dropout-size                   # optional; default: the file's name without .yaml
     targets: [train@MobileNetV2]         # optional; default: train@ each candidate the overrides name
