@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import yaml
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from facemask.core import UserError, project
 from facemask.core.outputs import CANDIDATE_MODELS
@@ -21,6 +22,7 @@ REACH_TIMEOUT_S = 5
 EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 # A server whose store fails is retried for seconds, not MLflow's default of minutes (7 retries).
 HTTP_RETRIES = "2"
+SWEEP_RUN_ENV = "FACEMASK_SWEEP_RUN_ID"  # the MLflow run of the sweep experiment a stage runs in
 
 
 class TrackingError(UserError):
@@ -131,8 +133,12 @@ def recorded_run_id(candidate: str, models_dir: Path = CANDIDATE_MODELS) -> str 
 
 
 def run_tags(candidate: str, stage: str) -> dict:
-    """Tags every run carries: DVC experiment (when run by `dvc exp run`), candidate, stage."""
-    return {"dvc_experiment": os.environ.get("DVC_EXP_NAME", ""), "candidate": candidate, "stage": stage}
+    """Tags every run carries: DVC experiment (when run by `dvc exp run`), candidate, stage; and, inside a sweep's
+    experiment (facemask/ops/sweep.py sets SWEEP_RUN_ENV), the experiment's run as parent, so MLflow nests it there."""
+    tags = {"dvc_experiment": os.environ.get("DVC_EXP_NAME", ""), "candidate": candidate, "stage": stage}
+    if os.environ.get(SWEEP_RUN_ENV):
+        tags[MLFLOW_PARENT_RUN_ID] = os.environ[SWEEP_RUN_ENV]
+    return tags
 
 
 def split_digest(lock: Path = Path("dvc.lock"), split_dir: str = "data/split") -> str | None:
