@@ -43,7 +43,7 @@ def run_video(args) -> None:
 
     classifier = video.load_classifier(args.model, args.export_dir, keras_only=args.keras)
     video.run(args.source, classifier, make_detector(args.detector), args.out, sys.stdout if args.json else None,
-              args.show, args.smooth, args.stall_timeout, args.margin)
+              args.show, args.smooth, args.stall_timeout, args.margin, detect_every=args.detect_every)
 
 
 def run_export(args) -> None:
@@ -116,7 +116,7 @@ def serve_options(cmd) -> None:
 
 def video_options(cmd) -> None:
     from facemask.use.predict import MARGIN
-    from facemask.use.video import SMOOTH_FRAMES, STALL_TIMEOUT_S
+    from facemask.use.video import DETECT_EVERY, SMOOTH_FRAMES, STALL_TIMEOUT_S
 
     cmd.add_argument("source", metavar="SOURCE", help="a video file, a webcam index (0) or a stream URL (rtsp://...)")
     cmd.add_argument("--model", type=Path, default=BEST_MODEL)
@@ -130,6 +130,8 @@ def video_options(cmd) -> None:
     cmd.add_argument("--smooth", type=int, default=SMOOTH_FRAMES, help="frames a face's probabilities are averaged over")
     cmd.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT_S, help="seconds without a frame before giving up")
     cmd.add_argument("--margin", type=float, default=MARGIN, help="crop margin around each face, share of its size")
+    cmd.add_argument("--detect-every", type=int, default=DETECT_EVERY,
+                     help="run the detector on every n-th frame; the frames between reuse its boxes (1: every frame)")
     add_detector_option(cmd)
 
 

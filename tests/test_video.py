@@ -18,9 +18,9 @@ from facemask.__main__ import main
 from facemask.core import UserError
 from facemask.core.images import load_rgb
 from facemask.core.model import load
-from facemask.use.detect import make_detector
+from facemask.use.detect import crop, make_detector
 from facemask.use.face_tracks import Tracker
-from facemask.use.predict import Predictor
+from facemask.use.predict import MARGIN, Predictor, label_fields
 from facemask.use.video import load_classifier, run
 from tests.champion_support import StubDetector, tiny_model_file
 from tests.conftest import REAL_DATASET
@@ -101,14 +101,22 @@ def test_each_face_keeps_one_track_id(clip, cli_run):
 
 
 def test_labels_match_predict_on_the_same_frames(clip, cli_run):
+    """Detected frames: the boxes and per-frame probabilities of `predict` on that frame. The frames between
+    (--detect-every 2): the previous frame's boxes, classified from this frame's own crops."""
     records, _ = cli_run
     predictor = Predictor(load(tiny_model_file()), make_detector())
-    for index, bgr in enumerate(read_frames(clip[0])[::7]):
-        frame = index * 7
-        expected = [r for r in predictor.predict_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), "frame")
-                    if r["status"] == "face"]
+    frames = read_frames(clip[0])
+    for frame in range(0, len(frames), 7):
+        rgb = cv2.cvtColor(frames[frame], cv2.COLOR_BGR2RGB)
         got = [r for r in records[:-1] if r["frame"] == frame and r["status"] == "face"]
-        assert [r["box"] for r in got] == [r["box"] for r in expected] and got
+        if frame % 2 == 0:
+            expected = [{"box": r["box"], **r} for r in predictor.predict_image(rgb, "frame") if r["status"] == "face"]
+        else:
+            boxes = [r["box"] for r in records[:-1] if r["frame"] == frame - 1 and r["status"] == "face"]
+            probabilities = predictor.classify([crop(rgb, box, MARGIN) for box in boxes])
+            expected = [{"box": box, **label_fields(p)} for box, p in zip(boxes, probabilities, strict=True)]
+        assert got and [r["box"] for r in got] == [r["box"] for r in expected]
+        assert all(r["detected"] == (frame % 2 == 0) for r in got)
         for mine, theirs in zip(got, expected, strict=True):
             assert mine["frame_label"] == theirs["label"]
             np.testing.assert_allclose(list(mine["frame_probabilities"].values()),
@@ -262,13 +270,6 @@ def test_an_export_older_than_the_model_is_skipped_with_a_note(tmp_path):
     assert classifier.name.endswith("(Keras)") and "model.tflite is older than" in notes.getvalue()
 
 
-def test_video_labels_each_frame_as_predict_labels_that_frame(clip, cli_run):
-    """Per frame, before smoothing: the same boxes and the same labels as `predict` on the decoded frame."""
-    records, _ = cli_run
-    predictor = Predictor(load(tiny_model_file()))
-    frames = read_frames(clip[0])
-    for index in (0, 12, 29):
-        rgb = cv2.cvtColor(frames[index], cv2.COLOR_BGR2RGB)
-        expected = sorted((r["box"], r["label"]) for r in predictor.predict_image(rgb, "frame") if r["status"] == "face")
-        seen = sorted((r["box"], r["frame_label"]) for r in records if r.get("frame") == index and r["status"] == "face")
-        assert expected and seen == expected
+def test_detect_every_below_one_is_refused_naming_the_option(clip):
+    with pytest.raises(UserError, match="--detect-every 0"):
+        run(str(clip[0]), load_classifier(tiny_model_file(), keras_only=True), StubDetector([]), detect_every=0)

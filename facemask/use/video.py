@@ -1,6 +1,8 @@
 """`python -m facemask video SOURCE`: every face in a video file, webcam or stream, tracked and labelled.
 
-Each frame goes through the face detector; the faces' crops go through the classifier in one batch
+Every `detect_every`-th frame goes through the face detector (2 by default: YuNet costs most of a frame's
+time, and a face moves little in 1/15 s); the frames between reuse the last detection's boxes, cropped anew
+from their own pixels. Each frame's face crops go through the classifier in one batch
 (a TFLite export when it exists - int8 only if its parity report shows it agrees with the Keras model
 on 99% of the test photos, else float - otherwise the Keras model; all take the same resized crops as
 predict); a tracker keeps one id per face and averages its probabilities over the last frames, so
@@ -30,6 +32,7 @@ from facemask.use.predict import MARGIN, Classifier, annotate, label_fields
 INT8_MIN_AGREEMENT = 0.99
 FORMAT_NAMES = {"tflite_int8": "int8 TFLite", "tflite": "float TFLite"}
 SMOOTH_FRAMES = 5  # frames a face's probabilities are averaged over
+DETECT_EVERY = 2  # the detector runs on every n-th frame; the others reuse its boxes (benchmarks/bench_video.py)
 STALL_TIMEOUT_S = 10.0  # seconds without a frame before giving up
 CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
 HOW_TO_SOURCE = "pass a video file, a webcam index such as 0, or a stream URL (rtsp://..., http://...)"
@@ -196,13 +199,13 @@ def output_writer(out: Path, source: Source):
     return writer
 
 
-def frame_records(frame: int, seconds: float, faces, tracks, frame_probabilities) -> list[dict]:
-    """The JSON records of one frame: one per face (its track's smoothed label and this frame's own),
-    or one `no_face` record."""
+def frame_records(frame: int, seconds: float, faces, tracks, frame_probabilities, detected: bool = True) -> list[dict]:
+    """The JSON records of one frame: one per face (its track's smoothed label and this frame's own; `detected`
+    false where the box is the last detection's), or one `no_face` record."""
     if not faces:
-        return [{"frame": frame, "time": round(seconds, 3), "status": "no_face"}]
+        return [{"frame": frame, "time": round(seconds, 3), "status": "no_face", "detected": detected}]
     return [{"frame": frame, "time": round(seconds, 3), "status": "face", "track": track.id, "box": list(face.box),
-             "detector_score": face.score, **label_fields(track.probabilities()),
+             "detected": detected, "detector_score": face.score, **label_fields(track.probabilities()),
              "frame_label": label_fields(p)["label"],
              "frame_probabilities": label_fields(p)["probabilities"]}
             for face, track, p in zip(faces, tracks, frame_probabilities, strict=True)]
@@ -210,7 +213,7 @@ def frame_records(frame: int, seconds: float, faces, tracks, frame_probabilities
 
 def run(source_text: str, classifier: Classifier, detector, out: Path | None = None, json_stream=None,
         show: bool = False, smooth: int = SMOOTH_FRAMES, stall_timeout: float = STALL_TIMEOUT_S, margin: float = MARGIN,
-        report=sys.stderr) -> dict:
+        report=sys.stderr, detect_every: int = DETECT_EVERY) -> dict:
     """Process SOURCE until it ends (or Ctrl-C); returns the summary, also printed to `report`.
 
     When the source fails midway, what was written to `out` is closed as a playable file, the summary
@@ -218,6 +221,8 @@ def run(source_text: str, classifier: Classifier, detector, out: Path | None = N
     """
     import cv2
 
+    if detect_every < 1:
+        raise UserError(f"--detect-every {detect_every}: must be 1 (every frame) or more")
     if show:
         _check_display()
     source = open_source(source_text, stall_timeout)
@@ -231,10 +236,12 @@ def run(source_text: str, classifier: Classifier, detector, out: Path | None = N
             dropped += dropped_before
             seconds = processed / source.fps if not source.live else time.perf_counter() - started
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            faces = detector.detect(rgb)
+            detected = processed % detect_every == 0
+            if detected:
+                faces = detector.detect(rgb)
             probabilities = classifier([crop(rgb, face.box, margin) for face in faces])
             tracks = tracker.update([face.box for face in faces], probabilities)
-            records = frame_records(processed + dropped, seconds, faces, tracks, probabilities)
+            records = frame_records(processed + dropped, seconds, faces, tracks, probabilities, detected)
             processed += 1
             for record in records if json_stream is not None else ():
                 print(json.dumps(record), file=json_stream, flush=True)
