@@ -14,6 +14,7 @@ import yaml
 from facemask.core.files import read_json
 from facemask.core.outputs import split_report
 from facemask.ops.datasets import generate
+from facemask.ops.sweep_file import with_overrides
 from tests.conftest import REPO, tree_digest
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -113,21 +114,9 @@ def build_smoke_once(shared: Path) -> Path:
     return root / "project"
 
 
-def with_changes(params: dict, changes: dict) -> dict:
-    """A deep copy of `params` with {"section.key.sub": value} changes applied."""
-    params = copy.deepcopy(params)
-    for dotted, value in changes.items():
-        *parents, key = dotted.split(".")
-        node = params
-        for name in parents:
-            node = node[name]
-        node[key] = value
-    return params
-
-
 def write_params(project: Path, changes: dict) -> None:
     project.mkdir(parents=True, exist_ok=True)
-    (project / "params.yaml").write_text(yaml.safe_dump(with_changes(PARAMS, changes), sort_keys=False))
+    (project / "params.yaml").write_text(yaml.safe_dump(with_overrides(PARAMS, changes), sort_keys=False))
 
 
 def run_stage(project: Path, module: str, *args, env: dict | None = None) -> subprocess.CompletedProcess:

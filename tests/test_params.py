@@ -8,8 +8,9 @@ import yaml
 
 from facemask.core.backbones import BACKBONES
 from facemask.core.params import SELECT_METRICS, Params, ParamsError, load_params, problems
+from facemask.ops.sweep_file import with_overrides
 from facemask.pipeline.selection import METRICS
-from tests.pipeline_support import PARAMS, with_changes
+from tests.pipeline_support import PARAMS
 
 pytestmark = pytest.mark.unit  # the fast layer: make test-fast
 
@@ -18,7 +19,7 @@ CHOICES = ", ".join(BACKBONES)
 
 def _problems(**changes) -> list[str]:
     """problems() of the project's params with {"section.key": value} changes applied."""
-    return problems(with_changes(PARAMS, changes))
+    return problems(with_overrides(PARAMS, changes))
 
 
 def test_the_projects_params_are_valid():

@@ -93,7 +93,7 @@ def load(path: str | Path, params_path: Path = PARAMS_FILE, baseline: str | None
     for key in dict.fromkeys(key for overrides in experiments for key in overrides):
         _check_key(path, key, params, params_path)
     for index, overrides in enumerate(experiments):
-        found = problems(_with_overrides(params, overrides))
+        found = problems(with_overrides(params, overrides))
         if found:
             raise SweepError(f"{path}: experiment {index} ({describe(overrides)}): {found[0]}")
     name = raw.get("name", path.name.removesuffix(".yaml").removesuffix(".yml"))
@@ -138,7 +138,8 @@ def _check_key(path: Path, key: str, params: dict, params_path: Path) -> None:
         node = node[part]
 
 
-def _with_overrides(params: dict, overrides: dict) -> dict:
+def with_overrides(params: dict, overrides: dict) -> dict:
+    """A deep copy of `params` with {"section.key.sub": value} overrides applied."""
     params = copy.deepcopy(params)
     for key, value in overrides.items():
         *parents, last = key.split(".")
