@@ -3,8 +3,8 @@ and a DVC remote holding a complete run of a two-candidate project, its champion
 
 It is built once a test run (in the background under `make test`, tests/conftest.py) and each suite takes its own
 copy (copy_origin): the suites push to their origin, and a run cache shared between them would let one suite's
-experiments skip the training the other checks. The DVC remote's URL is relative (`../dvc-storage`), so every clone
-is made beside it, in the copy's folder."""
+experiments skip the training the other checks. The DVC remote's committed URL is relative (`../dvc-storage`);
+each clone names its copy's remote by absolute path in its local config (clone())."""
 import os
 import shutil
 import signal
@@ -166,9 +166,11 @@ def copy_origin(built: Path, root: Path) -> dict:
 
 
 def clone(origin: dict, name: str) -> Path:
-    """A fresh clone of the origin, beside its DVC remote."""
+    """A fresh clone of the origin, beside its DVC remote, which its local config names by absolute path:
+    `dvc exp run --temp` works in a copy under .dvc/tmp/exps/, where the committed relative URL points nowhere."""
     target = origin["root"] / name
     sh("git", "clone", "-q", str(origin["bare"]), str(target), cwd=origin["root"])
+    dvc("remote", "modify", "--local", "storage", "url", str(origin["root"] / "dvc-storage"), cwd=target)
     return target
 
 
