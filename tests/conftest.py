@@ -12,6 +12,9 @@ import pytest
 
 from facemask.ops.datasets import generate
 
+# Every dvc command would start a usage-analytics daemon (a Python process each, 160 a run); none in tests.
+os.environ["DVC_NO_ANALYTICS"] = "1"
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATASET = REPO.parent / "shared" / "datasets" / "facemask-age"
 REAL_WEIGHTS = REPO.parent / "shared" / "weights"

@@ -93,7 +93,8 @@ def mlflow_server(root: Path):
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
-        cwd=root, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=root, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})  # no GenAI job workers, as deploy/ runs it
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{uri}/health", server, log)
