@@ -32,7 +32,7 @@ test-fast: install
 # make test with line coverage of facemask/, in the test processes and in every Python process they start
 # (pyproject.toml [tool.coverage]): the number the closing notes compare
 coverage: install
-	$(PYTHON) -m pytest -q -n 2 --dist loadfile --cov=facemask --cov-report=term:skip-covered
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile --cov --cov-report=term:skip-covered
 
 lint: install
 	ruff check .
