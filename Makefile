@@ -29,10 +29,10 @@ test: install
 test-fast: install
 	$(PYTHON) -m pytest -q -m unit
 
-# make test with line coverage of facemask/ measured in the test processes (stages that tests run as
-# subprocesses are not traced): the number the closing notes compare
+# make test with line coverage of facemask/, in the test processes and in every Python process they start
+# (pyproject.toml [tool.coverage]): the number the closing notes compare
 coverage: install
-	$(PYTHON) -m pytest -q -n 2 --dist loadfile --cov=facemask --cov-report=term:skip-covered
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile --cov --cov-report=term:skip-covered
 
 lint: install
 	ruff check .

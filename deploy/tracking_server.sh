@@ -12,6 +12,8 @@
 #   TRACKING_ARTIFACTS  where artifacts go (default $TRACKING_DIR/artifacts; or s3://bucket/prefix)
 #   PYTHON              the Python with mlflow[auth] and psycopg2 (default .venv/bin/python)
 #   PG_BIN              PostgreSQL's bin folder (default: the newest /usr/lib/postgresql/*/bin, else PATH)
+#   MLFLOW_SERVER_ENABLE_JOB_EXECUTION  MLflow's GenAI job runner (default false here: this project submits no
+#                       GenAI jobs, and the runner's huey worker processes would take CPU from training)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -122,7 +124,8 @@ start() {
   db_start
   write_auth_config
   [[ "$ARTIFACTS" == *://* ]] || mkdir -p "$ARTIFACTS"
-  MLFLOW_AUTH_CONFIG_PATH="$DIR/basic_auth.ini" setsid "$PYTHON" -m mlflow server \
+  MLFLOW_AUTH_CONFIG_PATH="$DIR/basic_auth.ini" \
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}" setsid "$PYTHON" -m mlflow server \
     --backend-store-uri "postgresql+psycopg2://$DB_USER@127.0.0.1:$PG_PORT/mlflow" \
     --artifacts-destination "$ARTIFACTS" --host "$HOST" --port "$PORT" --app-name basic-auth \
     >"$DIR/mlflow.log" 2>&1 </dev/null &

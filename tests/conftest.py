@@ -1,5 +1,5 @@
-"""Shared fixtures: tiny generated class-folder datasets, the real dataset when it is present, and the smoke
-project (every stage run once on generated images) that the end-to-end tests share."""
+"""Shared fixtures: tiny generated class-folder datasets, the real dataset when it is present, and what the
+end-to-end tests share: the smoke project (every stage run once on generated images) and the pushed origin."""
 import hashlib
 import os
 import shutil
@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from facemask.ops.datasets import generate
+
+# Every dvc command would start a usage-analytics daemon (a Python process each, 160 a run); none in tests.
+os.environ["DVC_NO_ANALYTICS"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATASET = REPO.parent / "shared" / "datasets" / "facemask-age"
@@ -38,24 +41,36 @@ def tree_digest(root: Path) -> dict:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+# What the end-to-end suites share, each built once a run: the smoke project, the pushed origin.
+BACKGROUND_BUILDS = ("tests.pipeline_support", "tests.origin_support")
+
+
 def pytest_sessionstart(session) -> None:
-    """Under pytest-xdist (`make test`), the smoke project starts building at once in a background process,
-    while the workers run other tests; smoke_build then waits for it instead of building it."""
+    """Under pytest-xdist (`make test`), the smoke project and the origin start building at once in background
+    processes, while the workers run other tests; their fixtures then wait for them instead of building them."""
     config = session.config
     if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
         return
     shared = config._tmp_path_factory.getbasetemp()  # workers' temp folders are made inside it
-    log = (shared / "smoke.background.log").open("w")
-    config.smoke_builder = subprocess.Popen([sys.executable, "-m", "tests.pipeline_support", str(shared)],
-                                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    config.background_builds = []
+    for module in BACKGROUND_BUILDS:
+        log = (shared / f"{module.rsplit('.', 1)[1]}.background.log").open("w")
+        config.background_builds.append(subprocess.Popen([sys.executable, "-m", module, str(shared)], cwd=REPO,
+                                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
 
 
 def pytest_sessionfinish(session) -> None:
-    """A background smoke build still running (tests stopped early) is stopped with everything it started."""
-    builder = getattr(session.config, "smoke_builder", None)
-    if builder and builder.poll() is None:
-        os.killpg(builder.pid, signal.SIGTERM)
-        builder.wait()
+    """A background build still running (tests stopped early) is stopped with everything it started."""
+    for builder in getattr(session.config, "background_builds", []):
+        if builder.poll() is None:
+            os.killpg(builder.pid, signal.SIGTERM)
+            builder.wait()
+
+
+def shared_temp(tmp_path_factory, worker_id) -> Path:
+    """The folder all pytest-xdist workers' temp folders are in (this process's own without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if worker_id != "master" else base
 
 
 @pytest.fixture(scope="session")
@@ -64,9 +79,15 @@ def smoke_build(tmp_path_factory, worker_id) -> Path:
     `make test`, else by the first pytest-xdist worker that asks; read it, or copy it (smoke_project)."""
     from tests.pipeline_support import build_smoke_once
 
-    shared = tmp_path_factory.getbasetemp()
-    shared = shared.parent if worker_id != "master" else shared  # the folder all workers' temp folders are in
-    return build_smoke_once(shared)
+    return build_smoke_once(shared_temp(tmp_path_factory, worker_id))
+
+
+@pytest.fixture(scope="session")
+def origin_build(tmp_path_factory, worker_id) -> Path:
+    """The pushed origin (tests/origin_support.py), built once a run like the smoke project; suites copy it."""
+    from tests.origin_support import build_origin_once
+
+    return build_origin_once(shared_temp(tmp_path_factory, worker_id))
 
 
 @pytest.fixture

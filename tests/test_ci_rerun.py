@@ -1,10 +1,9 @@
-"""The CI loop end to end, on one machine: a bare git origin and a local-folder DVC remote. Clone A runs
-the pipeline and pushes everything; clone B (no dataset, no outputs, no MLflow store: production's champion is
-the base commit's) changes one candidate and runs `python -m facemask.ops.ci`, which re-runs exactly what
-changed, reports it, pushes it, and gates: a harmless change passes within noise, a harmful one fails as worse,
-a guarded slice below its floor fails naming it."""
+"""The CI loop end to end, on one machine: a bare git origin and a local-folder DVC remote (this module's copy of
+tests/origin_support.py's, built once a run). Clone A ran the pipeline and pushed everything; clone B (no dataset,
+no outputs, no MLflow store: production's champion is the base commit's) changes one candidate and runs
+`python -m facemask.ops.ci`, which re-runs exactly what changed, reports it, pushes it, and gates: a harmless change
+passes within noise, a harmful one fails as worse, a guarded slice below its floor fails naming it."""
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -13,50 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facemask.core.backbones import BACKBONES
-from facemask.core.params import Synthesize
-from facemask.ops.datasets import generate
 from facemask.pipeline.paired import read_predictions
 from tests.conftest import REAL_WEIGHTS, tree_digest
-from tests.pipeline_support import copy_code, small_candidates, tiny_params
+from tests.origin_support import CHANGED, LEARNS, OTHER, clone, copy_origin, dvc, sh
 
 pytestmark = pytest.mark.slow
-CHANGED, OTHER = "Other", "First"  # two small candidates; the test changes one of them
-
-
-def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env |= {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    result = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
-    assert not check or result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
-def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return sh(sys.executable, "-m", "dvc", *args, cwd=cwd, check=check)
 
 
 def runner(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return sh(sys.executable, "-m", "facemask.ops.ci", *args, cwd=cwd, check=False)
-
-
-# With ImageNet weights the small heads learn the generated classes (validation accuracy about 0.9); a random-weight
-# backbone's pooled features vanish (about 1e-13) and its heads stay at chance, where no change can be worse.
-LEARNS = (REAL_WEIGHTS / BACKBONES["MobileNetV2"].local_names[-1]).is_file()
-
-
-def ci_params() -> dict:
-    params = tiny_params()
-    params["candidates"] = small_candidates(OTHER, CHANGED, epochs=10)
-    if LEARNS:
-        params["features"]["weights_dir"] = str(REAL_WEIGHTS)
-        for candidate in params["candidates"].values():
-            candidate["weights"] = "imagenet"
-    params["synthesize"].update(dict.fromkeys(Synthesize.POOL_COUNTS, 0))  # no pool in this project
-    params["split"]["ratio"] = [0.5, 0.4, 0.1]  # enough validation photos for a wrecked model to be told apart
-    params["ci"] = {"alpha": 0.05, "guards": {}}  # the tiny models' slices are not held
-    return params
 
 
 def stages_rerun(report: str) -> set[str]:
@@ -76,34 +40,14 @@ def set_param(project: Path, dotted: str, value) -> None:
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory) -> dict:
-    """A bare origin and a DVC remote holding a complete run, pushed from clone A."""
-    root = tmp_path_factory.mktemp("ci")
-    bare, storage, a = root / "origin.git", root / "dvc-storage", root / "a"
-    sh("git", "init", "-q", "--bare", str(bare), cwd=root)
-    storage.mkdir()
-    sh("git", "clone", "-q", str(bare), str(a), cwd=root)
-    copy_code(a)
-    (a / "params.yaml").write_text(yaml.safe_dump(ci_params(), sort_keys=False))
-    (a / ".gitignore").write_text("mlflow.db\nmlruns/\n__pycache__/\n/reports/ci/\n")
-    generate(a / "dataset", per_class=20, size=40)
-    dvc("init", "-q", cwd=a)
-    dvc("remote", "add", "-d", "storage", str(storage), cwd=a)
-    dvc("add", "-q", "dataset", cwd=a)
-    sh("git", "add", "-A", cwd=a)
-    sh("git", "commit", "-q", "-m", "pipeline", cwd=a)
-    dvc("repro", cwd=a)
-    sh("git", "add", "-A", cwd=a)
-    sh("git", "commit", "-q", "-m", "results", cwd=a)
-    sh("git", "push", "-q", "origin", "HEAD", cwd=a)
-    dvc("push", cwd=a)
-    return {"bare": bare, "root": root}
+def origin(origin_build, tmp_path_factory) -> dict:
+    """This module's copy of the pushed origin (tests/origin_support.py); its tests push to it in turn."""
+    return copy_origin(origin_build, tmp_path_factory.mktemp("ci"))
 
 
 @pytest.fixture
 def clone_b(origin, tmp_path) -> Path:
-    b = tmp_path / "b"
-    sh("git", "clone", "-q", str(origin["bare"]), str(b), cwd=tmp_path)
+    b = clone(origin, f"b-{tmp_path.name}")
     assert not (b / "dataset").exists() and not (b / "data" / "raw").exists()  # only git: no data, no outputs
     return b
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from facemask.ops.datasets import generate
+from tests.origin_support import dvc, sh
 from tests.pipeline_support import copy_code, small_candidates, tiny_params
-from tests.test_ci_rerun import dvc, sh
 
 pytestmark = pytest.mark.slow
 CANDIDATE, DROPOUTS = "Tiny", (0.2, 0.5)

@@ -3,40 +3,34 @@ separate runners would do it: a bare git origin, a local DVC remote and one `mlf
 every clone reaches; one sweep of four experiments, one of them broken, whose four jobs run at the same time,
 each in its own clone; a gather in another clone; and its re-run, which runs only the broken one."""
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from facemask.core.params import Synthesize
-from facemask.ops.datasets import generate
 from facemask.ops.sweep_file import SweepError, load
 from facemask.ops.sweep_report import DONE, FAILED, Row, metric_ci, promotion, ranked, table
-from tests.pipeline_support import copy_code, small_candidates, tiny_params
-from tests.test_ci_rerun import dvc, sh
+from tests.origin_support import (
+    BROKEN_WEIGHTS,
+    CHANGED,
+    clone,
+    copy_origin,
+    dvc,
+    free_port,
+    mlflow_server,
+    origin_params,
+    runner_env,
+    sh,
+)
+from tests.pipeline_support import small_candidates
 
-CANDIDATE = "Tiny"
+CANDIDATE = CHANGED  # the candidate the sweeps change; its sweep with a broken experiment is in the origin
 GRID = {"grid": {f"candidates.{CANDIDATE}.train.dropout": [0.2, 0.5],
                  f"candidates.{CANDIDATE}.train.learning_rate": [0.01, 0.003]}}
-BROKEN_WEIGHTS = "weights/broken.txt"  # a file, so params accept it; not a weights file, so features fails
-BROKEN = {"list": [{f"candidates.{CANDIDATE}.train.dropout": 0.2, f"candidates.{CANDIDATE}.train.learning_rate": 0.01},
-                   {f"candidates.{CANDIDATE}.train.dropout": 0.5, f"candidates.{CANDIDATE}.train.learning_rate": 0.01},
-                   {f"candidates.{CANDIDATE}.weights": BROKEN_WEIGHTS},
-                   {f"candidates.{CANDIDATE}.train.dropout": 0.2, f"candidates.{CANDIDATE}.train.learning_rate": 0.003}]}
 JOB_TIMEOUT_S = 900
-
-
-def sweep_params() -> dict:
-    params = tiny_params()
-    params["candidates"] = small_candidates(CANDIDATE)
-    params["synthesize"].update(dict.fromkeys(Synthesize.POOL_COUNTS, 0))  # no pool in this project
-    return params
 
 
 # ---- the sweep file (unit) ------------------------------------------------------------------------------------
@@ -44,7 +38,7 @@ def sweep_params() -> dict:
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
     """A folder with the tiny params.yaml, as the working directory."""
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(sweep_params(), sort_keys=False))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(origin_params(), sort_keys=False))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -77,7 +71,7 @@ def test_a_grid_and_a_list_expand_in_order_with_stable_names(project):
 
 @pytest.mark.unit
 def test_a_shared_setting_trains_every_candidate_and_targets_can_be_named(project):
-    params = sweep_params()
+    params = origin_params()
     params["candidates"] = small_candidates("A", "B")
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     assert load(write_sweep(project, {"grid": {"augment.copies": [1, 2]}}), baseline="x").targets == ("train@A", "train@B")
@@ -96,8 +90,8 @@ def test_a_shared_setting_trains_every_candidate_and_targets_can_be_named(projec
      "a number >= 0 and <= 0.99, got 5"),
     ({"grids": {}}, "s.yaml: grids is not a sweep setting; the settings are: name, targets, grid, list"),
     ({"grid": {f"candidates.{CANDIDATE}.train.dropout": 0.3}}, "s.yaml: grid must map each params key to a non-empty list"),
-    ({"list": [{f"candidates.{CANDIDATE}.train.dropout": 0.3}] * 2}, "experiment 1 (candidates.Tiny.train.dropout=0.3) "
-                                                                      "repeats an earlier one"),
+    ({"list": [{f"candidates.{CANDIDATE}.train.dropout": 0.3}] * 2},
+     f"experiment 1 (candidates.{CANDIDATE}.train.dropout=0.3) repeats an earlier one"),
     ({}, "s.yaml: no experiments; give a grid: or a list: of overrides"),
     ({"name": "a b", "list": [{"train.patience": 3}]}, "s.yaml: name 'a b' must be 1-40 letters"),
 ], ids=["typo", "unknown-candidate", "out-of-range", "unknown-section", "grid-not-list", "repeat", "empty", "bad-name"])
@@ -146,21 +140,6 @@ def test_the_metric_ci_is_a_bootstrap_over_the_photos():
 
 # ---- end to end -------------------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def sweep_env(tracking_uri: str) -> dict:
-    """A runner's environment: the venv's tools, a git identity, the sweep's MLflow server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env.pop("PYTHONPATH", None)  # each clone imports its own copy of the code
-    return env | {"MLFLOW_TRACKING_URI": tracking_uri, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-                  "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-
-
 def sweep_cli(clone: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "facemask.ops.sweep", *args], cwd=clone, env=env or None,
                           capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
@@ -178,69 +157,13 @@ def wait_all(processes: list[subprocess.Popen]) -> list[int]:
     return [process.wait(timeout=max(1, deadline - time.monotonic())) for process in processes]
 
 
-def clone(origin: dict, name: str) -> Path:
-    target = origin["root"] / name
-    sh("git", "clone", "-q", str(origin["bare"]), str(target), cwd=origin["root"])
-    return target
-
-
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory):
-    yield from sweep_origin(tmp_path_factory.mktemp("sweep"))
-
-
-def sweep_origin(root: Path):
-    """A bare origin and a DVC remote holding the tiny project's pipeline up to select (its champion registered
-    in the MLflow server), plus the MLflow server itself; the server is stopped at the end."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
-        cwd=root, stdout=(root / "mlflow.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(f"{uri}/health", server, root / "mlflow.log")
-        bare, storage, a = root / "origin.git", root / "dvc-storage", root / "a"
-        env = sweep_env(uri)
-        sh("git", "init", "-q", "--bare", str(bare), cwd=root)
-        storage.mkdir()
-        sh("git", "clone", "-q", str(bare), str(a), cwd=root)
-        copy_code(a)
-        (a / "params.yaml").write_text(yaml.safe_dump(sweep_params(), sort_keys=False))
-        (a / ".gitignore").write_text("mlflow.db\nmlruns/\n__pycache__/\n/reports/sweeps/\n")
-        (a / "weights").mkdir()
-        (a / BROKEN_WEIGHTS).write_text("not a weights file\n")
-        (a / "sweeps").mkdir()
-        write_sweep(a / "sweeps", BROKEN, "broken.yaml")
-        generate(a / "dataset", per_class=12, size=40)
-        dvc("init", "-q", cwd=a)
-        dvc("remote", "add", "-d", "storage", str(storage), cwd=a)
-        dvc("add", "-q", "dataset", cwd=a)
-        sh("git", "add", "-A", cwd=a)
-        sh("git", "commit", "-q", "-m", "pipeline", cwd=a)
-        repro = subprocess.run([sys.executable, "-m", "dvc", "repro", "select"], cwd=a, env=env, capture_output=True,
-                               text=True)
-        assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
-        sh("git", "add", "-A", cwd=a)
-        sh("git", "commit", "-q", "-m", "results", cwd=a)
-        sh("git", "push", "-q", "origin", "HEAD", cwd=a)
-        dvc("push", "--run-cache", cwd=a)
-        yield {"root": root, "bare": bare, "uri": uri, "env": env}
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
-
-
-def wait_for(url: str, process: subprocess.Popen, log: Path, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"{url} did not answer within {seconds}s: {log.read_text()[-3000:]}")
+def origin(origin_build, tmp_path_factory):
+    """This module's copy of the pushed origin (tests/origin_support.py), its champion registered, and an MLflow
+    server on the copy's store that every clone reaches; the server is stopped at the end."""
+    copied = copy_origin(origin_build, tmp_path_factory.mktemp("sweep"))
+    with mlflow_server(copied["root"]) as uri:
+        yield copied | {"uri": uri, "env": runner_env(uri)}
 
 
 def mlflow_client(origin: dict):
