@@ -77,17 +77,18 @@ def shared_temp(tmp_path_factory, worker_id) -> Path:
 def smoke_build(tmp_path_factory, worker_id) -> Path:
     """The smoke project (tests/pipeline_support.py), built once a run - in the background from the start under
     `make test`, else by the first pytest-xdist worker that asks; read it, or copy it (smoke_project)."""
-    from tests.pipeline_support import build_smoke_once
+    from tests.pipeline_support import build_once, build_smoke_project
 
-    return build_smoke_once(shared_temp(tmp_path_factory, worker_id))
+    return build_once(shared_temp(tmp_path_factory, worker_id), "smoke", build_smoke_project) / "project"
 
 
 @pytest.fixture(scope="session")
 def origin_build(tmp_path_factory, worker_id) -> Path:
     """The pushed origin (tests/origin_support.py), built once a run like the smoke project; suites copy it."""
-    from tests.origin_support import build_origin_once
+    from tests.origin_support import build_origin
+    from tests.pipeline_support import build_once
 
-    return build_origin_once(shared_temp(tmp_path_factory, worker_id))
+    return build_once(shared_temp(tmp_path_factory, worker_id), "origin", build_origin)
 
 
 @pytest.fixture

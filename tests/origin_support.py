@@ -22,7 +22,7 @@ from facemask.core.backbones import BACKBONES
 from facemask.core.params import Synthesize
 from facemask.ops.datasets import generate
 from tests.conftest import REAL_WEIGHTS
-from tests.pipeline_support import copy_code, small_candidates, tiny_params
+from tests.pipeline_support import build_once, copy_code, small_candidates, tiny_params
 
 CHANGED, OTHER = "Other", "First"  # two small candidates; the tests change the first of them
 BROKEN_WEIGHTS = "weights/broken.txt"  # a file, so params accept it; not a weights file, so features fails
@@ -141,20 +141,6 @@ def build_origin(root: Path) -> None:
     dvc("push", "--run-cache", cwd=a)
 
 
-def build_origin_once(shared: Path) -> Path:
-    """The origin in shared/origin, built by whichever process gets here first (the others wait on a file lock);
-    a build that failed is started again."""
-    from filelock import FileLock
-
-    root, built = shared / "origin", shared / "origin.built"
-    with FileLock(shared / "origin.lock"):
-        if not built.exists():
-            shutil.rmtree(root, ignore_errors=True)
-            build_origin(root)
-            built.touch()
-    return root
-
-
 def copy_origin(built: Path, root: Path) -> dict:
     """A suite's own copy of the origin's stores in `root`: {"root", "bare"}; clone into root (clone())."""
     for name in STORES:
@@ -177,4 +163,4 @@ def clone(origin: dict, name: str) -> Path:
 
 if __name__ == "__main__":  # `make test`'s background build (tests/conftest.py: pytest_sessionstart)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stopped early: its MLflow server is stopped too
-    build_origin_once(Path(sys.argv[1]))
+    build_once(Path(sys.argv[1]), "origin", build_origin)

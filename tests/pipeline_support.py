@@ -100,18 +100,18 @@ def build_smoke_project(root: Path) -> Path:
     return project
 
 
-def build_smoke_once(shared: Path) -> Path:
-    """The smoke project in shared/smoke, built by whichever process gets here first (the others wait on a file
-    lock and reuse it); a build that failed is started again."""
+def build_once(shared: Path, name: str, build) -> Path:
+    """shared/<name>, made by `build` by whichever process gets here first (the others wait on a file lock and
+    reuse it); a build that failed is started again."""
     from filelock import FileLock
 
-    root, built = shared / "smoke", shared / "smoke.built"
-    with FileLock(shared / "smoke.lock"):
+    root, built = shared / name, shared / f"{name}.built"
+    with FileLock(shared / f"{name}.lock"):
         if not built.exists():
             shutil.rmtree(root, ignore_errors=True)
-            build_smoke_project(root)
+            build(root)
             built.touch()
-    return root / "project"
+    return root
 
 
 def write_params(project: Path, changes: dict) -> None:
@@ -173,4 +173,4 @@ def outputs(project: Path) -> dict:
 
 
 if __name__ == "__main__":  # `make test`'s background smoke build (tests/conftest.py: pytest_sessionstart)
-    build_smoke_once(Path(sys.argv[1]))
+    build_once(Path(sys.argv[1]), "smoke", build_smoke_project)
