@@ -1,6 +1,8 @@
 """Shared by the server tests: the tiny model as TFLite, a started worker pool, a real uvicorn on 127.0.0.1."""
+import atexit
 import contextlib
 import functools
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -18,6 +20,7 @@ def tiny_tflite_file() -> Path:
     from facemask.use.export import export
 
     folder = Path(tempfile.mkdtemp(prefix="facemask-tiny-tflite-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return export(load(tiny_model_file()), folder, calibration=None, formats=("tflite",))["tflite"]
 
 

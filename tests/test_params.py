@@ -1,6 +1,5 @@
 """params.yaml validation: every wrong type, range or unknown name is reported, with what it must be, before any work."""
 import copy
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -109,10 +108,10 @@ def test_missing_required_settings_are_named():
     assert problems(params) == ["ingest.source is missing", "candidates.MobileNetV2.image_size is missing"]
 
 
-def test_a_default_fills_what_params_yaml_leaves_out():
+def test_a_default_fills_what_params_yaml_leaves_out(tmp_path):
     params = copy.deepcopy(PARAMS)
     del params["train"]["patience"], params["candidates"]["Xception"]["train"]["dropout"]
-    loaded = load_params(_written(params))
+    loaded = load_params(_written(params, tmp_path))
     assert loaded.train.patience == 5 and loaded.candidates["Xception"].train.dropout == 0.2
 
 
@@ -155,17 +154,17 @@ def test_worn_wrong_masks_and_camera_degradations_are_off_by_default_and_named_i
             assert getattr(getattr(defaults, section), name) == 0 and name in PARAMS[section], (section, name)
 
 
-def _written(params: dict) -> Path:
-    path = Path(tempfile.mkdtemp()) / "params.yaml"
+def _written(params: dict, folder: Path) -> Path:
+    path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
 
 
-def test_every_problem_is_reported_at_once():
+def test_every_problem_is_reported_at_once(tmp_path):
     params = copy.deepcopy(PARAMS)
     params["split"]["seed"], params["select"]["threshold"] = "x", "high"
     with pytest.raises(ParamsError, match=r"split.seed must be .*; select.threshold must be"):
-        load_params(_written(params))
+        load_params(_written(params, tmp_path))
 
 
 def test_not_yaml_and_not_a_mapping_are_clear(tmp_path):
@@ -178,8 +177,8 @@ def test_not_yaml_and_not_a_mapping_are_clear(tmp_path):
         load_params(path)
 
 
-def test_a_candidate_is_named_once_and_looked_up_by_name():
-    params = load_params(_written(PARAMS))
+def test_a_candidate_is_named_once_and_looked_up_by_name(tmp_path):
+    params = load_params(_written(PARAMS, tmp_path))
     assert list(params.candidates) == ["MobileNetV2", "Xception", "Ensemble"]
     with pytest.raises(ParamsError, match="no candidate 'VGG16'; choose one of: MobileNetV2, Xception"):
         params.candidate("VGG16")

@@ -2,11 +2,13 @@
 auth, proxied artifacts); a tiny pipeline logs into it; predict, serve and `mlflow models serve` load the
 champion from its registry; a database outage fails fast and leaves no half-registered model; credentials count."""
 import base64
+import contextlib
 import glob
 import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -154,15 +156,31 @@ def post_json(url: str, payload: dict) -> dict:
         return json.loads(response.read())
 
 
-def serving(args: list[str], project: Path, env: dict, health: str, seconds: float = 120):
-    """Start a server process in its own group; returns (process, stop)."""
-    process = subprocess.Popen(args, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+def group_ends(group: int, seconds: float) -> bool:
+    """Whether every process of the group has exited within the given seconds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def serving(args: list[str], project: Path, env: dict, health: str, temporary: Path, seconds: float = 120):
+    """Start a server process in its own group, with its own TMPDIR; returns (process, stop).
+
+    stop() ends whatever of the group is still running, also after a test has stopped the server itself.
+    """
+    process = subprocess.Popen(args, cwd=project, env={**env, "TMPDIR": str(temporary)}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
     def stop():
-        if process.poll() is None:
-            os.killpg(process.pid, 15)
-            process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL if process.poll() is not None else signal.SIGTERM)
+        process.wait(timeout=30)
+        group_ends(process.pid, 10)
 
     try:
         wait_for(health, process, seconds)
@@ -195,32 +213,37 @@ def test_runs_datasets_and_artifacts_live_on_the_server(server, project, as_user
     assert champion_version(client) == 1
 
 
-def test_predict_and_serve_load_the_champion_from_the_registry(server, project):
+def test_predict_and_serve_load_the_champion_from_the_registry(server, project, tmp_path):
     env = client_env(server)
     image = next((project / "dataset" / "with_mask_old").iterdir())
     local = predict_json(project, env, "models/best/model.keras", image)
     assert predict_json(project, env, CHAMPION, image) == local and local[0]["status"] == "whole_image"
     port = free_port()
-    _, stop = serving([sys.executable, "-m", "facemask", "serve", "--model", CHAMPION, "--port", str(port), "--workers",
-                       "1", "--whole-image"], project, env, f"http://127.0.0.1:{port}/health", seconds=300)
+    process, stop = serving([sys.executable, "-m", "facemask", "serve", "--model", CHAMPION, "--port", str(port),
+                             "--workers", "1", "--whole-image"], project, env, f"http://127.0.0.1:{port}/health",
+                            tmp_path, seconds=300)
     try:
         answer = post_json(f"http://127.0.0.1:{port}/predict",
                            {"image": base64.b64encode(image.read_bytes()).decode(), "filename": str(image)})
+        process.send_signal(signal.SIGTERM)  # as a service manager stops it: the server alone, not its group
+        assert process.wait(timeout=60) == 0, process.stdout.read()[-3000:]
+        assert group_ends(process.pid, 10), "a worker outlived the server"
     finally:
         stop()
+    assert list(tmp_path.iterdir()) == []  # the model downloaded from the registry and its TFLite are gone
     assert answer["model_version"].startswith("facemask version ") and answer["model_version"].endswith("(@champion)")
     [served], [expected] = answer["faces"], local  # the server runs the model converted to float TFLite
     assert served["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-4)
     assert {**served, "probabilities": None, "confidence": None} == {**expected, "probabilities": None, "confidence": None}
 
 
-def test_mlflow_models_serve_answers_an_image_like_predict(server, project):
+def test_mlflow_models_serve_answers_an_image_like_predict(server, project, tmp_path):
     env = client_env(server)
     image = next((project / "dataset" / "without_mask_young").iterdir())
     [expected] = predict_json(project, env, CHAMPION, image)
     port = free_port()
     _, stop = serving(["mlflow", "models", "serve", "-m", CHAMPION, "--env-manager", "local", "-h", "127.0.0.1",
-                       "-p", str(port)], project, env, f"http://127.0.0.1:{port}/ping")
+                       "-p", str(port)], project, env, f"http://127.0.0.1:{port}/ping", tmp_path)
     try:
         answer = post_json(f"http://127.0.0.1:{port}/invocations", {
             "dataframe_split": {"columns": ["image", "filename"],
