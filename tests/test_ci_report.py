@@ -4,8 +4,8 @@ import pytest
 
 from facemask.core import CLASSES
 from facemask.core.params import Guards
-from facemask.ops.ci_report import MARKER, champion_moved, report, reruns, stage_seconds, why
-from facemask.ops.gate import Check, decide, detectable_sentence, guard_checks, smallest_detectable
+from facemask.ops.ci_report import MARKER, report, reruns, stage_seconds, why
+from facemask.ops.gate import Check, Gate, decide, detectable_sentence, guard_checks, smallest_detectable, with_base
 from facemask.pipeline.paired import compare
 
 pytestmark = pytest.mark.unit  # the fast layer: make test-fast
@@ -33,6 +33,10 @@ def test_why_names_changed_params_with_their_values_and_changed_dependencies():
     assert why(None, LOCK_ENTRY) == ["new stage"]
     assert why(LOCK_ENTRY, {**LOCK_ENTRY, "cmd": "other"}) == ["its command changed"]
     assert why(LOCK_ENTRY, LOCK_ENTRY) == ["its outputs were missing or changed"]
+    both = {**LOCK_ENTRY, "params": {"params.yaml": {"candidates": {"X": {"a": 1}, "Y": {"a": 1, "b": {"c": 2}}}}}}
+    one = {**LOCK_ENTRY, "params": {"params.yaml": {"candidates": {"X": {"a": 2}}}}}
+    assert why(both, one) == ["param candidates.Y: removed", "param candidates.X.a: 1 -> 2"]
+    assert why(one, both) == ["param candidates.Y: added", "param candidates.X.a: 2 -> 1"]
 
 
 def test_reruns_keep_the_order_stages_ran_in():
@@ -80,6 +84,31 @@ def test_a_guarded_slice_beyond_its_bound_fails_the_gate_naming_it():
     assert guard_checks(SLICES, PRODUCTION, Guards()) == []  # nothing guarded
 
 
+def test_a_slice_already_beyond_its_bound_at_the_base_is_reported_but_fails_only_if_worse_or_newly_bound():
+    checks = guard_checks(SLICES, PRODUCTION, GUARDS)
+    inherited = with_base(checks, guard_checks(SLICES, PRODUCTION, GUARDS))  # the champion did not change
+    blur = next(c for c in inherited if c.name == "accuracy drop when blur")
+    assert (blur.before, blur.broken_at_base, blur.inherited) == (0.05, True, True)
+    gate = decide(compare(PRODUCTION, PRODUCTION), inherited, 0.05, "X", "Y")
+    assert gate.passed and gate.text.endswith("; guarded slice 'accuracy drop when blur' is 0.050, beyond its bound "
+                                              "(<= 0.03) as at the base (0.050): not caused by this change.")
+    text = report({"base": "a", "head": "b", "remote": "r", "reruns": [], "best_before": _best(0.9),
+                   "best_after": _best(0.9), "checks": inherited, "gate": gate})
+    assert text.startswith("**PASS") and "| accuracy drop when blur | 0.050 | 0.050 | <= 0.03 | no, as at the base |" in text
+    slightly_better = {**SLICES, "degraded": {"kinds": {"blur": {"drop": 0.04}}}}
+    base_worse = with_base(guard_checks(slightly_better, PRODUCTION, GUARDS), checks)
+    assert decide(None, base_worse, 0.05, "X", "Y").passed
+    worse_now = with_base(checks, guard_checks(slightly_better, PRODUCTION, GUARDS))
+    assert decide(None, worse_now, 0.05, "X", "Y").text == (
+        "FAIL: guarded slice 'accuracy drop when blur' is 0.050, beyond its bound (<= 0.03).")
+    tightened = with_base(checks, guard_checks(SLICES, PRODUCTION, Guards(degraded_max_drop=0.06)))  # held at the base
+    assert not decide(None, tightened, 0.05, "X", "Y").passed
+    two = guard_checks({**SLICES, "worn_wrong": {"without_mask_rate": 0.5}}, PRODUCTION, GUARDS)
+    assert decide(None, two, 0.05, "X", "Y").text == (
+        "FAIL: 2 guarded slices beyond their bounds: 'worn-wrong masks called without mask' 0.500 (>= 0.9), "
+        "'accuracy drop when blur' 0.050 (<= 0.03).")
+
+
 def test_what_the_split_can_detect_is_stated():
     assert smallest_detectable(6, 0.05) == 6 and smallest_detectable(5, 0.05) is None  # 2 / 2**6 = 0.031
     assert smallest_detectable(20, 0.05) == 15  # 15 against 5: p = 0.041; 14 against 6: p = 0.115
@@ -90,11 +119,16 @@ def test_what_the_split_can_detect_is_stated():
     assert "benchmarks/crossval.py" in sentence
 
 
-def test_champion_moved_compares_the_registered_model():
-    assert champion_moved(_best(0.9), _best(0.9)) == "no"
-    assert champion_moved(_best(0.9), _best(0.92, run="r2", version="2", winner="Y")).startswith("yes: champion -> version 2")
-    assert champion_moved(_best(0.9), {**_best(0.5), "registered": None}).startswith("no: nothing was registered")
+def test_champion_moves_only_after_a_passing_gate_on_main():
+    from facemask.ops.ci import move_champion
 
+    passed, failed = Gate(True, "PASS: ..."), Gate(False, "FAIL: ...")
+    assert move_champion({**_best(0.5), "registered": None}, passed, True, "3").startswith("no: nothing was registered")
+    assert move_champion(_best(0.9, version="4"), failed, True, "3") == (
+        "no: the gate failed; version 4 is registered, production's stays champion")
+    assert move_champion(_best(0.9, version="4"), passed, False, "3").startswith(
+        "no: version 4 is registered; a pull request's run leaves `champion` to the run on main")
+    assert move_champion(_best(0.9, version="3"), passed, False, "3") == "no: it is production's version 3 already"
 
 def test_the_report_opens_with_the_verdict_and_folds_the_diffs():
     noise = compare(PRODUCTION, _rows(set(range(0, 40, 2)) - {0} | {100}))
@@ -111,7 +145,7 @@ def test_the_report_opens_with_the_verdict_and_folds_the_diffs():
     assert "**X**: param candidates.X.train.dropout: 0.3 -> 0.5" in text
     assert "| validation | 0.9026 -> 0.9026 | +0.0000 [" in text and "| 1 / 1 | 1 | **within noise** |" in text
     assert "| test (reported, never gated) | no predictions at the base |" in text
-    assert "| accuracy drop when blur | 0.050 | <= 0.03 | **no** |" in text and "- select: X wins against Y" in text
+    assert "| accuracy drop when blur | 0.050 | - | <= 0.03 | **no** |" in text and "- select: X wins against Y" in text
     assert "<summary>Stages re-run: 1, 12 s</summary>" in text and "<summary>Params against the base</summary>" in text
     assert text.index("## Guarded slices") < text.index("<details>") and text.rstrip().endswith(MARKER)
 
@@ -120,9 +154,10 @@ def test_the_report_says_no_changes_when_nothing_ran():
     same = compare(PRODUCTION, PRODUCTION)
     text = report({"base": "abc (base)", "head": "def (head)", "remote": "storage (/r)", "reruns": [],
                    "best_before": _best(0.9), "best_after": _best(0.9), "verdict": same,
-                   "gate": decide(same, [], 0.05, "X", "Y")})
+                   "champion_moved": "no: it is production's version 1 already", "gate": decide(same, [], 0.05, "X", "Y")})
     assert text.startswith("**PASS: the champion X is within noise of Y")
-    assert "No changes: every stage was up to date" in text and "`champion` moved: no" in text
+    assert "No changes: every stage was up to date" in text
+    assert "`champion` moved: no: it is production's version 1 already" in text
     assert "<summary>Params against the base</summary>\n\nNo differences." in text
     unavailable = report({"base": "abc (base)", "head": "def (head)", "remote": "**remote unavailable: x**",
                           "not_gated": "remote unavailable: x"})

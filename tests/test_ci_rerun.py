@@ -73,12 +73,14 @@ def test_a_change_to_one_candidate_reruns_only_it_reports_and_pushes(clone_b):
     assert f"**{CHANGED}**: param candidates.{CHANGED}.train.dropout: 0.3 -> 0.5" in report
     assert "| validation | " in report and "| test (reported, never gated) | " in report
     assert best["verdict"] in ("wins", "within noise") and "p_value" in best
+    assert "`champion` moved: yes: champion -> version 1" in report  # after the gate, on main (--commit)
     assert json.loads(dvc("data", "status", "--not-in-remote", "--json", cwd=clone_b).stdout or "{}") \
         .get("not_in_remote", []) == []
 
     second = runner("--base", "HEAD~1", cwd=clone_b)  # --commit left a clean tree
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "No changes: every stage was up to date" in (clone_b / "reports" / "ci" / "report.md").read_text()
+    again = (clone_b / "reports" / "ci" / "report.md").read_text()
+    assert "No changes: every stage was up to date" in again and "`champion` moved: no: it is production's version 1" in again
 
 
 @pytest.mark.skipif(not LEARNS, reason=f"no ImageNet MobileNetV2 weights in {REAL_WEIGHTS}: random-weight heads stay "
@@ -94,6 +96,12 @@ def test_a_harmful_change_fails_the_gate_as_worse(clone_b):
     assert "ci: FAIL: the champion" in result.stderr and "is worse than the base commit's champion" in result.stderr
     report = (clone_b / "reports" / "ci" / "report.md").read_text()
     assert report.startswith("**FAIL: the champion") and "| **worse** |" in report
+    assert "`champion` moved: no: the gate failed" in report
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="champion"):  # registered, but production's alias never moved
+        MlflowClient(tracking_uri=f"sqlite:///{clone_b / 'mlflow.db'}").get_model_version_by_alias("facemask", "champion")
 
 
 def test_a_guarded_slice_beyond_its_bound_fails_naming_it(clone_b):

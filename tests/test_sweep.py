@@ -127,6 +127,9 @@ def test_the_table_ranks_done_rows_by_the_metric_then_failed_ones_and_names_the_
     assert "| 1 | s-2 | `a=3` | T | done | 0.7500 | [0.500, 0.900] | better: ... | 2.0 |" in text
     assert "| 4 | s-3 | `a=4` | T | not run |" in text and "ValueError: not a weights file" in text
     assert "- `a`: 1 -> 3" in text and "dvc exp apply s-2" in text
+    assert "No experiment is better than the champion" not in text
+    assert "No experiment is better than the champion: promoting s-0 changes T's settings" in "\n".join(
+        promotion(rows[0], {"a": 1}, {"a": 1}))
     assert promotion(None, {}, {}) == ["No experiment finished: nothing to promote."]
 
 

@@ -254,9 +254,31 @@ def test_mlflow_models_serve_answers_an_image_like_predict(server, project, tmp_
     assert answer["predictions"] == [expected]
 
 
+def registered(client) -> dict[str, str]:
+    """{version: run id} of every version of facemask."""
+    return {v.version: v.run_id for v in client.search_model_versions("name = 'facemask'")}
+
+
+def with_an_earlier_version(client) -> int:
+    """The champion's version, after making sure a version below it exists to roll back to (the champion
+    registered once more, as a second version, when none does)."""
+    current = client.get_model_version_by_alias("facemask", "champion")
+    if not any(int(version) < int(current.version) for version in registered(client)):
+        model_id = current.source.removeprefix("models:/")  # MLflow 3: a logged model's source names its id
+        newer = client.create_model_version("facemask", current.source, current.run_id, model_id=model_id)
+        client.set_registered_model_alias("facemask", "champion", newer.version)
+    return champion_version(client)
+
+
 def test_a_database_outage_fails_fast_and_registers_nothing(server, project, as_user):
+    """During the outage select fails in seconds and registers nothing; after it, select registers the champion
+    once (a second select reuses that version)."""
     client = as_user(server["admin"])
-    versions = len(client.search_model_versions("name = 'facemask'"))
+    run_id = json.loads((project / "models" / "best" / "champion.json").read_text())["run_id"]
+    for version, run in registered(client).items():
+        if run == run_id:  # so that select has to register it again
+            client.delete_model_version("facemask", version)
+    versions = registered(client)
     assert script("db-stop", server).returncode == 0
     try:
         started = time.perf_counter()
@@ -267,25 +289,27 @@ def test_a_database_outage_fails_fast_and_registers_nothing(server, project, as_
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "is its database running?" in result.stderr.strip().splitlines()[-1]
     assert seconds < 30
-    assert len(client.search_model_versions("name = 'facemask'")) == versions
+    assert registered(client) == versions
     again = run_in(project, client_env(server), "-m", "stages.select_best")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert len(client.search_model_versions("name = 'facemask'")) == versions + 1
-    assert champion_version(client) == versions + 1
+    new = {version: run for version, run in registered(client).items() if version not in versions}
+    assert list(new.values()) == [run_id] and champion_version(client) == int(next(iter(new)))
+    third = run_in(project, client_env(server), "-m", "stages.select_best")
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert registered(client) == versions | new  # the same model: its version is reused, not registered twice
 
 
 def test_a_reader_compares_runs_but_cannot_move_champion_or_delete_runs(server, project, as_user):
     from mlflow.exceptions import MlflowException
     from mlflow.server import get_app_client
 
-    as_user(server["admin"])
+    champion = with_an_earlier_version(as_user(server["admin"]))  # so that only the permission can stop rollback
     reader = ("reader", secrets.token_urlsafe(12))
     get_app_client("basic-auth", tracking_uri=server["uri"]).create_user(*reader)
     client = as_user(reader)
     experiment = client.get_experiment_by_name("facemask")
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == len(CANDIDATES) and all("val_macro_f1" in run.data.metrics for run in runs)
-    champion = champion_version(client)
     with pytest.raises(MlflowException, match="Permission denied"):
         client.set_registered_model_alias("facemask", "champion", "1")
     with pytest.raises(MlflowException, match="Permission denied"):
@@ -297,9 +321,7 @@ def test_a_reader_compares_runs_but_cannot_move_champion_or_delete_runs(server, 
 
 def test_rollback_moves_champion_to_the_version_before(server, project, as_user):
     client = as_user(server["admin"])
-    if champion_version(client) == 1:
-        assert run_in(project, client_env(server), "-m", "stages.select_best").returncode == 0
-    before = champion_version(client)
+    before = with_an_earlier_version(client)
     result = run_in(project, client_env(server), "-m", "facemask", "rollback")
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"moved from version {before} to version {before - 1}" in result.stdout

@@ -189,6 +189,14 @@ def test_rollback_moves_champion_to_the_version_before_or_the_one_named(embedded
         rollback("facemask", 3)
 
 
+def test_promote_points_champion_at_a_version_once(embedded_registry):
+    from facemask.store.registry import promote
+
+    assert promote("facemask", "2") is True
+    assert embedded_registry.get_model_version_by_alias("facemask", "champion").version == 2
+    assert promote("facemask", "2") is False
+
+
 def test_an_unknown_registry_uri_is_a_user_error(embedded_registry):
     from facemask.store.loading import load_model
 

@@ -11,6 +11,8 @@
 5. Gates (facemask/ops/gate.py): the new champion against production's (the registry's `champion`, read
    before the run; else the base commit's) on the same validation photos, paired (facemask.pipeline.paired);
    fails only when it is worse at ci.alpha, or a guarded slice (ci.guards) is beyond its bound.
+   select registers the new champion but leaves the alias (HOLD_CHAMPION): `champion` moves only after the
+   gate passed, and only with --commit (CI on main); a pull request's run never changes what production serves.
 6. Writes <out>/report.md (the verdict first; each changed candidate against itself at the base; the champion;
    the guarded slices; stage times, params and metrics diffs folded) and <out>/plots/ (`dvc plots diff`).
 
@@ -18,7 +20,9 @@ Exit status: 0 done and the gate passed, 1 the gate failed (the report's first l
 (the message says what to do), 3 the remote is unavailable (the report says what could be said).
 """
 import argparse
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -29,7 +33,7 @@ import yaml
 from facemask.core import UserError
 from facemask.core.files import read_json
 from facemask.core.outputs import CANDIDATE_REPORTS, SELECTION_REPORT, val_predictions, val_slices
-from facemask.core.params import load_params
+from facemask.core.params import Guards, load_params
 from facemask.ops.ci_report import report, reruns, stage_seconds
 
 GATE_FAILED, REFUSED, REMOTE_UNAVAILABLE = 1, 2, 3
@@ -141,10 +145,24 @@ def describe(revision: str) -> str:
     return f"{short} ({subject[:60]}{'...' if len(subject) > 60 else ''})"
 
 
-def judge(base: str, reference, best_after: dict, rerun_rows: list[dict], params) -> dict:
+def base_checks(base: str, winner: str, guards: Guards) -> list:
+    """The guarded slices of the base commit's champion `winner`, from its committed reports, under the bounds
+    the base set (`guards` where its params.yaml does not read)."""
+    from facemask.ops.gate import guard_checks
+    from facemask.ops.reference import committed_rows
+
+    raw = yaml.safe_load(git("show", f"{base}:params.yaml", check=False) or "{}") or {}
+    with contextlib.suppress(ValueError):  # pydantic's ValidationError: an older params.yaml keeps `guards`
+        guards = Guards.model_validate((raw.get("ci") or {}).get("guards") or {})
+    slices = git("show", f"{base}:{val_slices(winner).as_posix()}", check=False)
+    return guard_checks(json.loads(slices) if slices else None, committed_rows(base, val_predictions(winner)) or [], guards)
+
+
+def judge(base: str, reference, best_before: dict | None, best_after: dict, rerun_rows: list[dict], params) -> dict:
     """The paired verdicts and the gate: the champion against production's (a reference.Reference), each changed
-    candidate against itself at the base (validation and test), and the champion's guarded slices."""
-    from facemask.ops.gate import decide, detectable_sentence, guard_checks  # scipy, scikit-learn: only here, so
+    candidate against itself at the base (validation and test), and the champion's guarded slices (with the base
+    champion's values: a slice already beyond its bound there does not fail this change)."""
+    from facemask.ops.gate import decide, detectable_sentence, guard_checks, with_base  # scipy, scikit-learn: only here, so
     from facemask.ops.reference import committed_rows, rescored  # that --help and a refusal answer at once
     from facemask.pipeline.paired import NOT_COMPARABLE, compare, read_predictions
     from facemask.pipeline.selection import PAIRED_METRIC
@@ -163,6 +181,8 @@ def judge(base: str, reference, best_after: dict, rerun_rows: list[dict], params
             name += f" ({why_rescored}; its model could not be scored on today's photos: {err})"
     slices_file = val_slices(winner)
     checks = guard_checks(read_json(slices_file) if slices_file.is_file() else None, rows, params.ci.guards)
+    if best_before:
+        checks = with_base(checks, base_checks(base, best_before["winner"], params.ci.guards))
     changed = {}
     for row in rerun_rows:
         if row["stage"].startswith("train@"):
@@ -175,6 +195,26 @@ def judge(base: str, reference, best_after: dict, rerun_rows: list[dict], params
     return {"reference": name, "verdict": verdict, "checks": checks, "changed": changed, "paired_metric": metric,
             "detectable": detectable_sentence(len(rows), verdict, alpha),
             "gate": decide(verdict, checks, alpha, winner, name)}
+
+
+def move_champion(best: dict, gate, commit: bool, production_version: str | None) -> str:
+    """After the gate: point `champion` at the new champion's version when the gate passed on main (--commit);
+    what happened, in a phrase for the report."""
+    registered = best.get("registered")
+    if not registered:
+        return "no: nothing was registered (below select.threshold)"
+    version = registered["version"]
+    if version == production_version:
+        return f"no: it is production's version {version} already"
+    if not gate.passed:
+        return f"no: the gate failed; version {version} is registered, production's stays champion"
+    if not commit:
+        return (f"no: version {version} is registered; a pull request's run leaves `champion` to the run on main "
+                "after merging")
+    from facemask.store.registry import promote
+
+    moved = promote(registered["name"], version)
+    return f"yes: champion -> version {version} ({best['winner']})" if moved else f"no: it is version {version} already"
 
 
 def rerun(base: str, overrides: list[str], out: Path, push_outputs: bool, commit: bool) -> int:
@@ -196,11 +236,12 @@ def rerun(base: str, overrides: list[str], out: Path, push_outputs: bool, commit
         print(f"ci: {err}", file=sys.stderr)
         return REMOTE_UNAVAILABLE
     from facemask.ops.reference import production
+    from facemask.store.registry import HOLD_CHAMPION
 
     params = load_params()
-    # Before the run: select moves the registry's alias.
     reference = production(params.select.model_name, base, facts["best_before"], out / "production")
     lock_before = read_lock()
+    os.environ[HOLD_CHAMPION] = "1"  # select registers; move_champion() decides after the gate
     seconds = run_pipeline(overrides)
     facts["reruns"] = reruns(lock_before, read_lock(), seconds)
     if push_outputs:
@@ -208,7 +249,8 @@ def rerun(base: str, overrides: list[str], out: Path, push_outputs: bool, commit
     facts["best_after"] = read_best()
     params = load_params()  # as the run left them (an override of ci.* applies)
     if facts["best_after"]:
-        facts |= judge(base, reference, facts["best_after"], facts["reruns"], params)
+        facts |= judge(base, reference, facts["best_before"], facts["best_after"], facts["reruns"], params)
+        facts["champion_moved"] = move_champion(facts["best_after"], facts["gate"], commit, reference.version)
     else:
         facts["not_gated"] = "select wrote no champion"
     facts["params_diff"] = dvc("params", "diff", base, "--md").stdout

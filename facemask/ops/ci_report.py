@@ -35,12 +35,29 @@ def why(before: dict | None, after: dict) -> list[str]:
     reasons = ["its command changed"] if before.get("cmd") != after.get("cmd") else []
     old_params = _leaves(before.get("params", {}).get("params.yaml", {}))
     new_params = _leaves(after.get("params", {}).get("params.yaml", {}))
+    removed, added = _whole(old_params, new_params), _whole(new_params, old_params)
+    reasons += [f"param {key}: removed" for key in removed] + [f"param {key}: added" for key in added]
     reasons += [f"param {key}: {old_params.get(key)!r} -> {new_params.get(key)!r}"
-                for key in sorted(set(old_params) | set(new_params)) if old_params.get(key) != new_params.get(key)]
+                for key in sorted(set(old_params) | set(new_params)) if old_params.get(key) != new_params.get(key)
+                and not any(key.startswith(f"{whole}.") or key == whole for whole in removed + added)]
     old_deps = {d["path"]: d.get("md5") for d in before.get("deps", [])}
     reasons += [f"{dep['path']} changed" if dep["path"] in old_deps else f"new dependency {dep['path']}"
                 for dep in after.get("deps", []) if old_deps.get(dep["path"]) != dep.get("md5")]
     return reasons or ["its outputs were missing or changed"]
+
+
+def _whole(these: dict, others: dict) -> list[str]:
+    """The highest dotted names in `these` with nothing under them in `others` (e.g. a candidate removed whole)."""
+    def absent(prefix: str) -> bool:
+        return not any(key == prefix or key.startswith(f"{prefix}.") for key in others)
+
+    found = []
+    for key in sorted(these):
+        parts = key.split(".")
+        top = next(".".join(parts[:i]) for i in range(1, len(parts) + 1) if absent(".".join(parts[:i])) or i == len(parts))
+        if absent(top) and top not in found:
+            found.append(top)
+    return found
 
 
 def reruns(lock_before: dict, lock_after: dict, seconds: dict[str, float]) -> list[dict]:
@@ -59,16 +76,8 @@ def champion(best: dict | None) -> str:
     return f"{best['winner']} ({best['metric']} {best['value']:.4f}; run {best.get('run_id', '?')}; {version})"
 
 
-def champion_moved(best_before: dict | None, best_after: dict) -> str:
-    """Whether the alias `champion` now points at another model than at the base."""
-    before = (best_before or {}).get("registered") or {}
-    after = best_after.get("registered") or {}
-    if not after:
-        return "no: nothing was registered (below select.threshold)"
-    same_model = best_before and best_before.get("run_id") == best_after.get("run_id")
-    if same_model and before.get("version") == after.get("version"):
-        return "no"
-    return f"yes: champion -> version {after['version']} ({best_after['winner']}, run {best_after.get('run_id', '?')})"
+def measured(value: float | None, missing: str = "not measured") -> str:
+    return missing if value is None else f"{value:.3f}"
 
 
 def verdict_row(label: str, verdict: "PairedVerdict | None") -> str:
@@ -111,15 +120,15 @@ def report(facts: dict) -> str:
               f"- before (base commit): {champion(facts.get('best_before'))}"]
     if facts.get("best_after"):
         best = facts["best_after"]
-        lines += [f"- now: {champion(best)}", f"- `champion` moved: {champion_moved(facts.get('best_before'), best)}",
+        lines += [f"- now: {champion(best)}", f"- `champion` moved: {facts.get('champion_moved', 'not known')}",
                   f"- select: {best.get('why', '')}", ""]
         lines += verdict_table(metric, [("now against production (validation)", facts.get("verdict"))])
         lines += [facts.get("detectable", ""), ""]
     if facts.get("checks"):
         lines += ["## Guarded slices (the champion, validation photos; ci.guards)", "",
-                  "| slice | value | bound | holds |", "|---|---|---|---|"]
-        lines += [f"| {c.name} | {'not measured' if c.value is None else f'{c.value:.3f}'} | {c.rule} | "
-                  f"{'yes' if c.holds else '**no**'} |" for c in facts["checks"]]
+                  "| slice | value | at the base | bound | holds |", "|---|---|---|---|---|"]
+        lines += [f"| {c.name} | {measured(c.value)} | {measured(c.before, '-')} | {c.rule} | "
+                  f"{'yes' if c.holds else 'no, as at the base' if c.inherited else '**no**'} |" for c in facts["checks"]]
         lines += [""]
     if facts.get("reruns"):
         total = sum(r["seconds"] for r in facts["reruns"])

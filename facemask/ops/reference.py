@@ -23,6 +23,7 @@ class Reference:
     name: str  # production's champion in a phrase, e.g. "the registry's facemask version 3 (run 1a2b...)"
     rows: list[dict] | None  # its validation predictions; None: none could be had (`name` says why)
     model_uri: str | None = None  # its model, to score on today's photos when the photos differ
+    version: str | None = None  # its version in the registry; None: not the registry's
 
 
 def production(model_name: str, base: str, best_before: dict | None, scratch: Path) -> Reference:
@@ -39,7 +40,8 @@ def production(model_name: str, base: str, best_before: dict | None, scratch: Pa
         version, run_id = found
         name = f"the registry's {model_name} version {version} (run {run_id[:8]})"
         downloaded = run_artifact(run_id, ARTIFACT, scratch)
-        return Reference(name, read_predictions(downloaded) if downloaded else None, f"models:/{model_name}/{version}")
+        return Reference(name, read_predictions(downloaded) if downloaded else None, f"models:/{model_name}/{version}",
+                         version)
     if best_before:
         winner = best_before["winner"]
         rows = committed_rows(base, val_predictions(winner))

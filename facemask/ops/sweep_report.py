@@ -74,8 +74,11 @@ def promotion(winner: Row | None, overrides: dict, baseline_params: dict) -> lis
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
         changes.append(f"- `{key}`: {node!r} -> {value!r}")
+    caveat = [] if winner.verdict.startswith("better") else [
+        "", f"No experiment is better than the champion: promoting {winner.name} changes {winner.candidate}'s settings, "
+        "not the model that serves."]
     return [f"Best: **{winner.name}** ({winner.candidate}, {winner.verdict or 'no verdict'}). Its params.yaml change:",
-            "", *changes, "", "On a branch, in a clone of this commit:", "", "```bash",
+            "", *changes, *caveat, "", "On a branch, in a clone of this commit:", "", "```bash",
             f"dvc exp pull origin {winner.name}", f"dvc exp apply {winner.name}",
             "dvc repro            # evaluate on test, select and register as always",
             f"git commit -am 'Promote sweep experiment {winner.name}'   # then open a pull request", "```",

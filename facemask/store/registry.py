@@ -13,6 +13,9 @@ from facemask.core import UserError
 from facemask.store.tracking import connect
 
 CHAMPION = "champion"  # the alias select sets and predict, serve and rollback read
+# Set (the CI runner does): select registers its winner but leaves `champion` where it is; the runner moves it
+# after the gate passed, on main. A pull request's run must not change what production serves.
+HOLD_CHAMPION = "FACEMASK_HOLD_CHAMPION"
 
 
 def local_model(uri: str) -> Path:
@@ -89,3 +92,16 @@ def model_version(uri: str) -> tuple[str, str]:
         raise UserError(f"--model {uri}: not found in MLFLOW_TRACKING_URI={tracking_uri} ({err.message.splitlines()[0]}); "
                         "`dvc repro` registers the champion, or check the URI and MLFLOW_TRACKING_URI") from None
     return f"models:/{name}/{version}", f"{name} version {version} (@{alias})"
+
+
+def promote(model_name: str, version: str) -> bool:
+    """Point `model_name`@champion at `version`; False when it already did."""
+    found = champion_version(model_name)
+    if found and found[0] == str(version):
+        return False
+    try:
+        MlflowClient().set_registered_model_alias(model_name, CHAMPION, str(version))
+    except MlflowException as err:
+        raise UserError(f"{model_name}@{CHAMPION}: could not be moved to version {version} "
+                        f"({err.message.splitlines()[0]}); the CI account needs MANAGE on the model") from None
+    return True
