@@ -39,23 +39,26 @@ def why(before: dict | None, after: dict) -> list[str]:
     reasons += [f"param {key}: removed" for key in removed] + [f"param {key}: added" for key in added]
     reasons += [f"param {key}: {old_params.get(key)!r} -> {new_params.get(key)!r}"
                 for key in sorted(set(old_params) | set(new_params)) if old_params.get(key) != new_params.get(key)
-                and not any(key.startswith(f"{whole}.") or key == whole for whole in removed + added)]
+                and not any(_under(key, whole) for whole in removed + added)]
     old_deps = {d["path"]: d.get("md5") for d in before.get("deps", [])}
     reasons += [f"{dep['path']} changed" if dep["path"] in old_deps else f"new dependency {dep['path']}"
                 for dep in after.get("deps", []) if old_deps.get(dep["path"]) != dep.get("md5")]
     return reasons or ["its outputs were missing or changed"]
 
 
+def _under(key: str, prefix: str) -> bool:
+    """Whether the dotted name `key` is `prefix` or inside it."""
+    return key == prefix or key.startswith(f"{prefix}.")
+
+
 def _whole(these: dict, others: dict) -> list[str]:
     """The highest dotted names in `these` with nothing under them in `others` (e.g. a candidate removed whole)."""
-    def absent(prefix: str) -> bool:
-        return not any(key == prefix or key.startswith(f"{prefix}.") for key in others)
-
     found = []
     for key in sorted(these):
         parts = key.split(".")
-        top = next(".".join(parts[:i]) for i in range(1, len(parts) + 1) if absent(".".join(parts[:i])) or i == len(parts))
-        if absent(top) and top not in found:
+        prefixes = (".".join(parts[:i]) for i in range(1, len(parts) + 1))
+        top = next((prefix for prefix in prefixes if not any(_under(other, prefix) for other in others)), None)
+        if top and top not in found:
             found.append(top)
     return found
 
