@@ -15,7 +15,6 @@ from facemask.core.stage import require, run
 from facemask.pipeline.selection import best_metrics, choose, load_candidates, summary
 from facemask.store.registry import CHAMPION, HOLD_CHAMPION
 from facemask.store.tracking import configure, run_tags, start_run
-from facemask.use.pyfunc import log_model
 
 
 def registered_version(client: MlflowClient, model_name: str, run_id: str, model_uri: str) -> str | None:
@@ -38,6 +37,8 @@ def register(winner: str, model_name: str, move_champion: bool) -> str:
         model_uri = record["model_uri"]
         existing = registered_version(client, model_name, record["run_id"], model_uri)
     except mlflow.exceptions.MlflowException:
+        from facemask.use.pyfunc import log_model  # TensorFlow, loaded only when the model must be logged anew
+
         with mlflow.start_run(run_name=f"select-{winner}", tags=run_tags(winner, "select")):
             model_uri, existing = log_model(BEST_DIR / "model.keras"), None
     version = existing or mlflow.register_model(model_uri, model_name).version

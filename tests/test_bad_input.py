@@ -255,7 +255,7 @@ def _two_labels(tiny_dataset, tmp_path) -> dict:
      ["cannot be downloaded", "Connection refused", "when offline, download it elsewhere"]),
     (lambda *_: {"ingest.min_size": "big", "candidates.ResNet50": {"backbones": ["ResNet50"], "image_size": 224}},
      ["ingest.min_size must be a whole number >= 1, got 'big'",
-      "candidates.ResNet50: unknown backbone 'ResNet50'; choose from: MobileNetV2, Xception, DenseNet169"]),
+      "candidates.ResNet50: unknown backbone 'ResNet50'; choose from: MobileNetV2, Xception, DenseNet169, TinyNet"]),
 ], ids=["same-picture-two-labels", "zip-slip", "unreachable-url", "bad-params"])
 def test_ingest_stage_refuses_with_one_clear_line(tiny_dataset, tmp_path, setup, fragments):
     changes = {"ingest.source": str(tiny_dataset), **setup(tiny_dataset, tmp_path)}

@@ -14,7 +14,7 @@ from facemask.core.files import read_csv, read_json
 from facemask.core.outputs import split_report
 from facemask.pipeline.distribute import require_even_first_batches, training_strategy
 from tests.conftest import REPO
-from tests.pipeline_support import BACKBONE
+from tests.pipeline_support import CANDIDATE
 
 # Two logical CPU devices must exist before TensorFlow starts: the opening of a script for a fresh interpreter.
 TWO_CPUS = """
@@ -50,25 +50,25 @@ def test_mirrored_with_one_device_says_so_and_uses_the_default_strategy(capsys):
 
 
 def _train(project, distribute: str) -> tuple[dict, list[dict], str]:
-    """Run train@BACKBONE on two logical CPU devices with `distribute`; (val metrics, history, stdout)."""
+    """Run train@CANDIDATE on two logical CPU devices with `distribute`; (val metrics, history, stdout)."""
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["distribute"] = distribute
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    result = subprocess.run([sys.executable, "-c", ON_TWO_CPUS, BACKBONE], cwd=project, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", ON_TWO_CPUS, CANDIDATE], cwd=project, capture_output=True, text=True,
                             env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return (read_json(project / split_report(BACKBONE, "validation"))["val"],
-            read_csv(project / "plots" / BACKBONE / "history.csv"), result.stdout)
+    return (read_json(project / split_report(CANDIDATE, "validation"))["val"],
+            read_csv(project / "plots" / CANDIDATE / "history.csv"), result.stdout)
 
 
 @pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_computes_the_head_phase_as_one_device_and_fine_tunes(smoke_project):
     project = smoke_project
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["candidates"][BACKBONE]["train"].update(RECIPE)
-    training_images = len(np.load(project / "data" / "features" / BACKBONE / "features.npz")["train_y"])
+    params["candidates"][CANDIDATE]["train"].update(RECIPE)
+    training_images = len(np.load(project / "data" / "features" / CANDIDATE / "features.npz")["train_y"])
     # An odd last batch is averaged per device, unlike on one: a batch size that leaves an even one.
-    params["candidates"][BACKBONE]["train"]["batch_size"] = next(
+    params["candidates"][CANDIDATE]["train"]["batch_size"] = next(
         size for size in range(16, 1, -1) if training_images % size % 2 == 0)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _, one_history, _ = _train(project, "none")
@@ -77,7 +77,7 @@ def test_mirrored_on_two_logical_cpus_computes_the_head_phase_as_one_device_and_
 
     from facemask.core.model import load
 
-    model = load(project / "models" / "candidates" / BACKBONE / "model.keras")  # safe mode
+    model = load(project / "models" / "candidates" / CANDIDATE / "model.keras")  # safe mode
     probabilities = model.predict(np.zeros((1, 40, 40, 3), np.float32), verbose=0)
     assert probabilities.shape == (1, 4) and np.isclose(probabilities.sum(), 1, atol=1e-5)
     phases = ["head"] * RECIPE["epochs"] + ["fine_tune"] * RECIPE["fine_tune_epochs"]

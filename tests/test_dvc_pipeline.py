@@ -9,9 +9,10 @@ import yaml
 from facemask.core.files import read_json
 from facemask.core.outputs import EXPORT_REPORT, split_report, val_predictions, val_slices
 from tests.conftest import REPO
-from tests.pipeline_support import BACKBONE, PARAMS, TINY, dvc
+from tests.pipeline_support import CANDIDATE, PARAMS, TINY, dvc, tiny_params
 
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
+SMOKE_CANDIDATES = list(tiny_params()["candidates"])
 
 
 def test_dvc_yaml_is_valid():
@@ -49,9 +50,9 @@ def test_end_to_end_repro_then_noop(smoke_project):
     shown = json.loads(dvc("metrics", "show", "--json", cwd=project).stdout)
     files = next(iter(shown.values()))["data"]
     best = files["metrics/best.json"]["data"]
-    assert best["winner"] in PARAMS["candidates"] and best["registered"]["alias"] == "champion"
-    assert best["verdict"] in ("wins", "within noise") and best["against"] in PARAMS["candidates"]  # the paired test
-    for name in PARAMS["candidates"]:
+    assert best["winner"] in SMOKE_CANDIDATES and best["registered"]["alias"] == "champion"
+    assert best["verdict"] in ("wins", "within noise") and best["against"] in SMOKE_CANDIDATES  # the paired test
+    for name in SMOKE_CANDIDATES:
         headline = files[f"metrics/candidates/{name}.json"]["data"]
         assert sorted(headline) == ["test_accuracy", "test_macro_f1"] and 0 <= headline["test_accuracy"] <= 1
         assert read_json(project / split_report(name, "test"))["split"] == "test"  # the details beside the metrics
@@ -59,12 +60,14 @@ def test_end_to_end_repro_then_noop(smoke_project):
         assert (project / "models" / "candidates" / name / "model.keras").is_file()
     assert (project / "models" / "best" / "model.keras").is_file()
     results = (project / "reports" / "results.md").read_text()
-    assert all(name in results for name in PARAMS["candidates"]) and f"**{best['winner']}** (champion)" in results
+    assert all(name in results for name in SMOKE_CANDIDATES) and f"**{best['winner']}** (champion)" in results
     start_name, recipe = TINY["train_from_start"]
     assert history(project, start_name) == [(str(PARAMS["train"]["seed"]), "fine_tune")] * recipe["fine_tune_epochs"]
-    seeds = [str(seed) for seed in TINY[BACKBONE][1]["seeds"]]
-    assert history(project, BACKBONE) == [(seed, phase) for seed in seeds for phase in ("head", "fine_tune", "fine_tune")]
-    members = read_json(project / split_report(BACKBONE, "test"))["members"]  # each member scored on its own too
+    tiny_recipe = TINY[CANDIDATE][2]
+    seeds = [str(seed) for seed in tiny_recipe["seeds"]]
+    phases = ["head"] * tiny_recipe["epochs"] + ["fine_tune"] * tiny_recipe["fine_tune_epochs"]
+    assert history(project, CANDIDATE) == [(seed, phase) for seed in seeds for phase in phases]
+    members = read_json(project / split_report(CANDIDATE, "test"))["members"]  # each member scored on its own too
     assert sorted(members) == [f"seed_{seed}" for seed in sorted(seeds)]
     assert {"tflite", "tflite_int8", "onnx"} <= set(read_json(project / EXPORT_REPORT)["formats"])
     assert len(json.dumps(files)) < 3000  # a few headline numbers, not every slice: `dvc metrics show` fits a terminal
@@ -77,6 +80,6 @@ def test_end_to_end_repro_then_noop(smoke_project):
         aliases = db.execute("select alias from registered_model_aliases").fetchall()
         params = db.execute("select count(*) from params").fetchone()[0]
         verdicts = db.execute("select value from tags where key = 'select_verdict'").fetchall()
-    assert sorted(r[0] for r in runs) == sorted(PARAMS["candidates"]) and ("champion",) in aliases
+    assert sorted(r[0] for r in runs) == sorted(SMOKE_CANDIDATES) and ("champion",) in aliases
     assert verdicts == [(best["verdict"],)]  # on the champion's run
     assert params > 0

@@ -46,7 +46,8 @@ def test_a_commands_help_loads_only_that_command():
 
 
 @pytest.mark.parametrize("stage, needs_tensorflow", [
-    ("ingest", False), ("split", False), ("synthesize", False), ("results", False), ("train", True),
+    ("ingest", False), ("split", False), ("synthesize", False), ("results", False), ("select_best", False),
+    ("train", True),
 ])
 def test_a_stage_loads_tensorflow_only_if_it_needs_it_and_quietly(stage, needs_tensorflow):
     """Every stage run starts a fresh interpreter; TensorFlow's import alone costs seconds, and its start-up

@@ -11,9 +11,9 @@ import pytest
 
 from facemask.core.stage import run
 from facemask.pipeline.checkpoint import Checkpoint
-from tests.pipeline_support import BACKBONE, CHECKPOINTS, TINY, checkpoint_state, dvc, dvc_popen, outputs
+from tests.pipeline_support import CANDIDATE, CHECKPOINTS, TINY, checkpoint_state, dvc, dvc_popen, outputs
 
-TARGET = f"train@{BACKBONE}"
+TARGET = f"train@{CANDIDATE}"
 
 
 def _runs(project) -> list[tuple]:
@@ -38,8 +38,8 @@ def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(smoke_proje
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert state["epoch"] < TINY[BACKBONE][1]["fine_tune_epochs"]
-    assert not (project / "models" / "candidates" / BACKBONE / "model.keras").exists()
+    assert state["epoch"] < TINY[CANDIDATE][2]["fine_tune_epochs"]
+    assert not (project / "models" / "candidates" / CANDIDATE / "model.keras").exists()
 
     resumed = dvc("repro", TARGET, cwd=project)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]

@@ -1,4 +1,5 @@
-"""The supported ImageNet backbones, their input scaling, and where their weights come from.
+"""The supported backbones (ImageNet's, and TinyNet for smoke runs), their input scaling, and where their weights
+come from.
 
 Plain data: Keras is imported only to download weights (facemask.core.model builds the networks)."""
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ class WeightsUnavailable(UserError):
 
 @dataclass(frozen=True)
 class Backbone:
-    application: str         # the keras.applications constructor
-    keras_file: str          # the file Keras downloads for weights="imagenet", include_top=False
+    application: str         # the keras.applications constructor (facemask.core.model's for TinyNet)
+    keras_file: str          # the file Keras downloads for weights="imagenet", include_top=False ("": none exist)
     local_names: tuple       # other file names accepted in the weights directory
     scaling: str             # "tf": [-1, 1]; "torch": [0, 1] then ImageNet mean/std
     min_size: int
@@ -46,6 +47,9 @@ BACKBONES = {
         "torch",
         32,
     ),
+    # Three convolution blocks in MobileNetV2's idiom, no ImageNet weights (facemask.core.model.tiny_net): a smoke
+    # run or a test of the pipeline itself fine-tunes it in seconds on a CPU. It learns little; not a product model.
+    "TinyNet": Backbone("TinyNet", "", (), "tf", 32),
 }
 
 
@@ -64,6 +68,9 @@ def resolve_weights(name: str, weights: str, weights_dir) -> str | None:
     backbone = get_backbone(name)
     if weights is None or str(weights).lower() == "none":
         return None
+    if not backbone.keras_file and str(weights).lower() == "imagenet":
+        raise WeightsUnavailable(f"{name} has no ImageNet weights (it is a small network for smoke runs); "
+                                 "set weights: none")
     if str(weights).lower() != "imagenet":
         path = Path(weights)
         if not path.is_file():

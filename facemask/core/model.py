@@ -47,7 +47,7 @@ def build_ensemble(members: dict, image_size: int, dropout: float = 0.2, name: s
         backbone = get_backbone(backbone_name)
         if image_size < backbone.min_size:
             raise UserError(f"{backbone_name}: image_size {image_size} is below its minimum of {backbone.min_size}")
-        application = getattr(keras.applications, backbone.application)
+        application = tiny_net if backbone.application == "TinyNet" else getattr(keras.applications, backbone.application)
         base = application(include_top=False, weights=weights_file, input_shape=(image_size, image_size, 3))
         base.trainable = False
         x = resized
@@ -59,6 +59,25 @@ def build_ensemble(members: dict, image_size: int, dropout: float = 0.2, name: s
     x = keras.layers.Dropout(dropout, name=HEAD_LAYERS[0])(features)
     outputs = keras.layers.Dense(len(CLASSES), activation="softmax", name=HEAD_LAYERS[1])(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def tiny_net(include_top: bool = False, weights: str | None = None, input_shape: tuple = (32, 32, 3)) -> keras.Model:
+    """The TinyNet backbone, called as keras.applications' are: convolution, depthwise convolution and a 1x1
+    projection, each with BatchNorm and ReLU6 as in MobileNetV2; its feature map has 32 channels."""
+    if include_top:
+        raise ValueError("TinyNet has no classification top")
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for index, layer in enumerate((keras.layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False),
+                                   keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False),
+                                   keras.layers.Conv2D(32, 1, use_bias=False))):
+        x = layer(x)
+        x = keras.layers.BatchNormalization(name=f"block{index}_bn")(x)
+        x = keras.layers.ReLU(6.0, name=f"block{index}_relu")(x)
+    model = keras.Model(inputs, x, name="tiny_net")
+    if weights:
+        model.load_weights(weights)
+    return model
 
 
 def feature_extractor(model: keras.Model, layer: str = FEATURES_LAYER) -> keras.Model:

@@ -1,7 +1,7 @@
 """TensorFlow and Keras for the library, imported with TensorFlow's start-up log lines kept off the terminal.
 
 Modules that need them import them from here (`from facemask.core.quiet_tf import keras, tf`), so the stages
-and commands that need neither (ingest, split, synthesize, results) start without loading TensorFlow."""
+and commands that need neither (ingest, split, synthesize, select, results) start without loading TensorFlow."""
 from facemask.core.tensorflow_logs import quiet_tensorflow
 
 quiet_tensorflow()
