@@ -17,8 +17,10 @@ IMAGE_SIZE = 32
 
 
 @functools.cache
-def tiny_model_file() -> Path:
-    """A weights-none MobileNetV2 at 32 px, saved once per test session.
+def tiny_model_file(backbone: str = "TinyNet") -> Path:
+    """A weights-none classifier at 32 px, saved once per test session: TinyNet (facemask.core.model.tiny_net)
+    where a test checks the use of a saved model, not a network (it converts to TFLite in seconds); MobileNetV2
+    where the depth matters (int8 error grows through its layers; TinyNet's file is mostly fixed overhead).
 
     A fresh backbone's BatchNorm statistics make every output 0.25; one pass in training mode with
     momentum 0 sets them from generated images, so different inputs give different probabilities.
@@ -28,7 +30,7 @@ def tiny_model_file() -> Path:
     from facemask.core.model import build_classifier
 
     keras.utils.set_random_seed(0)
-    model = build_classifier("MobileNetV2", IMAGE_SIZE, None)
+    model = build_classifier(backbone, IMAGE_SIZE, None)
     backbone = backbone_of(model)
     norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
     backbone.trainable = True
@@ -45,7 +47,7 @@ def tiny_model_file() -> Path:
 
 
 def backbone_of(model):
-    """The nested keras.applications model inside a classifier from build_classifier."""
+    """The nested backbone model inside a classifier from build_classifier."""
     import keras
 
     return next(layer for layer in model.layers if isinstance(layer, keras.Model))

@@ -14,6 +14,8 @@ from facemask.use.export import TOLERANCE, export, export_and_check, parity, pre
 from tests.champion_support import IMAGE_SIZE, make_split, tiny_model_file
 from tests.conftest import REAL_DATASET, REAL_WEIGHTS
 
+BACKBONE = "MobileNetV2"  # deep enough for a random network's int8 copy to disagree (champion_support)
+
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
@@ -24,7 +26,7 @@ def exported(tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("export")
     split = make_split(root / "split", per_class=6)
-    code = main(["export", "--model", str(tiny_model_file()), "--split", str(split), "--out", str(root / "out"),
+    code = main(["export", "--model", str(tiny_model_file(BACKBONE)), "--split", str(split), "--out", str(root / "out"),
                  "--metrics", str(root / "export.json"), "--calibration", "8", "--seconds", "0.2",
                  "--int8-min-agreement", "0", "--int8-max-gap", "1"])
     return {"code": code, "root": root, "split": split, "report": json.loads((root / "export.json").read_text())}
@@ -52,7 +54,7 @@ def test_int8_is_quantised_and_smaller(exported):
 def test_float_formats_take_raw_rgb_like_the_keras_model(exported):
     paths, _ = split_images("test", exported["split"])
     batch = load_batch(paths, IMAGE_SIZE)  # raw RGB 0..255, already at the model's size
-    reference = predict_all(runner(tiny_model_file()), batch, batch_size=5)
+    reference = predict_all(runner(tiny_model_file(BACKBONE)), batch, batch_size=5)
     for name in ("tflite", "onnx"):
         probabilities = predict_all(runner(exported["root"] / "out" / FILE_NAMES[name]), batch, batch_size=5)
         np.testing.assert_allclose(probabilities, reference, atol=1e-4)
@@ -94,14 +96,14 @@ def test_parity_flags_a_different_top1():
 
 def test_missing_split_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="split.csv"):
-        export_and_check(tiny_model_file(), tmp_path / "nosplit", tmp_path / "out", tmp_path / "m.json",
+        export_and_check(tiny_model_file(BACKBONE), tmp_path / "nosplit", tmp_path / "out", tmp_path / "m.json",
                          calibration_count=8, seconds=0.1)
 
 
 def test_export_fails_when_a_format_is_outside_tolerance(exported, tmp_path):
     """The random tiny model's int8 copy disagrees with it: the command must say so and exit non-zero."""
     with pytest.raises(UserError, match="parity outside tolerance for tflite_int8"):
-        export_and_check(tiny_model_file(), exported["split"], tmp_path / "out", tmp_path / "export.json",
+        export_and_check(tiny_model_file(BACKBONE), exported["split"], tmp_path / "out", tmp_path / "export.json",
                          calibration_count=8, seconds=0.1, formats=("tflite_int8",))
     report = json.loads((tmp_path / "export.json").read_text())
     assert report["formats"]["tflite_int8"]["ok"] is False
