@@ -21,7 +21,9 @@ from tests.conftest import REAL_WEIGHTS
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    return build_classifier("MobileNetV2", 32, None)
+    """A TinyNet classifier: resizing, the head, saving and averaging do not depend on the backbone (every real
+    backbone is built below; the pipeline tests save and load MobileNetV2 and Xception models in safe mode)."""
+    return build_classifier("TinyNet", 32, None)
 
 
 def _recipe(**settings):
@@ -53,8 +55,8 @@ def test_save_and_safe_mode_load_round_trip(tiny_model, tmp_path):
 
 def test_a_seed_average_is_the_mean_of_its_members_and_survives_a_safe_load(tiny_model, tmp_path):
     keras.utils.set_random_seed(1)
-    other = build_classifier("MobileNetV2", 32, None)
-    averaged = average({"seed_0": tiny_model, "seed_1": other}, name="facemask_MobileNetV2")
+    other = build_classifier("TinyNet", 32, None)
+    averaged = average({"seed_0": tiny_model, "seed_1": other}, name="facemask_Tiny")
     averaged.save(tmp_path / "model.keras")
     loaded = load(tmp_path / "model.keras")
     images = np.random.default_rng(2).uniform(0, 255, (2, 50, 40, 3)).astype(np.float32)
@@ -79,6 +81,8 @@ def test_weights_none_and_missing_file():
     assert resolve_weights("MobileNetV2", "none", None) is None
     with pytest.raises(WeightsUnavailable, match="does not exist"):
         resolve_weights("MobileNetV2", "/nowhere/weights.h5", None)
+    with pytest.raises(WeightsUnavailable, match="TinyNet has no ImageNet weights .*; set weights: none"):
+        resolve_weights("TinyNet", "imagenet", REAL_WEIGHTS)
 
 
 def test_imagenet_unavailable_offline_says_which_file_to_put_where(tmp_path, monkeypatch):
@@ -158,7 +162,7 @@ def test_label_smoothing_trains_on_one_hot_targets_and_training_keeps_no_images_
     assert loss(recipe) == "sparse_categorical_crossentropy"
     params = recipe.model_copy(update={"label_smoothing": 0.1})
     assert loss(params).get_config()["label_smoothing"] == pytest.approx(0.1)
-    model = build_classifier("MobileNetV2", 32, None)
+    model = build_classifier("TinyNet", 32, None)
     rng = np.random.default_rng(0)
     x, y = rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32), np.array([0, 1, 2, 3] * 2)
     images = [x.copy().view(Tracked), y, x, y]  # what fine-tuning trains and validates on
