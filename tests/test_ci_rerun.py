@@ -97,6 +97,10 @@ def test_a_harmful_change_fails_the_gate_as_worse(clone_b):
     report = (clone_b / "reports" / "ci" / "report.md").read_text()
     assert report.startswith("**FAIL: the champion") and "| **worse** |" in report
     assert "`champion` moved: no: the gate failed" in report
+    held_back = next(line for line in report.splitlines() if line.startswith("Not run: "))  # a pull request's
+    assert held_back.endswith(": the gate failed, and a failing change is not shipped.")   # failing change
+    assert {"export", "explain", "results"} <= set(held_back.removeprefix("Not run: ").split(":")[0].split(", "))
+    assert not {"export", "explain", "results"} & stages_rerun(report)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 

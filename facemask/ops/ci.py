@@ -5,7 +5,8 @@
 1. Refuses a work tree with uncommitted changes and a base commit that is not in the history.
 2. Pulls what the DVC remote holds (the dataset and every cached stage output).
 3. Re-runs the pipeline: `dvc repro`, or `dvc exp run -S KEY=VALUE ...` for a dispatched override,
-   timing each stage.
+   timing each stage. A pull request's run (no --commit, no override) runs up to select, gates (5.), and
+   runs the rest (export, explain, results) only if the gate passed: a failing change is never exported.
 4. Pushes the new outputs, so that the next run (or a colleague's `dvc pull`) reuses them;
    `--commit` also commits dvc.lock and the small tracked results.
 5. Gates (facemask/ops/gate.py): the new champion against production's (the registry's `champion`, read
@@ -37,6 +38,7 @@ from facemask.core.params import Guards, load_params
 from facemask.ops.ci_report import report, reruns, stage_seconds
 
 GATE_FAILED, REFUSED, REMOTE_UNAVAILABLE = 1, 2, 3
+GATED_AT = "select"  # a pull request's run stops here when the gate fails (export and explain cost minutes)
 # What a run changes in git (--commit): the lock, the small results, DVC's .gitignore entries, overrides.
 RESULTS = ("dvc.lock", "params.yaml", "metrics", "plots", "reports", ":(glob)**/.gitignore")
 
@@ -100,9 +102,10 @@ def _last_error(result: subprocess.CompletedProcess) -> str:
     return lines[-1].strip() if lines else f"exit status {result.returncode}"
 
 
-def run_pipeline(overrides: list[str]) -> dict[str, float]:
-    """`dvc repro` (or `dvc exp run -S ...`), its output passed through; returns {stage: seconds}."""
+def run_pipeline(overrides: list[str], target: str | None = None) -> dict[str, float]:
+    """`dvc repro [TARGET]` (or `dvc exp run -S ...`), its output passed through; returns {stage: seconds}."""
     command = ["exp", "run", *(arg for o in overrides for arg in ("-S", o))] if overrides else ["repro"]
+    command += [target] if target else []
     process = subprocess.Popen([sys.executable, "-m", "dvc", *command, "--allow-missing"], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, bufsize=1)
     lines = []
@@ -113,6 +116,12 @@ def run_pipeline(overrides: list[str]) -> dict[str, float]:
     if process.wait():
         raise UserError(f"dvc {' '.join(command)} failed (exit status {process.returncode}); see its output above")
     return stage_seconds(lines)
+
+
+def outdated() -> list[str]:
+    """The stages a `dvc repro` would run now (none known if `dvc status` fails)."""
+    status = dvc("status", "--json")
+    return list(json.loads(status.stdout or "{}")) if status.returncode == 0 else []
 
 
 def push() -> str:
@@ -242,17 +251,25 @@ def rerun(base: str, overrides: list[str], out: Path, push_outputs: bool, commit
     reference = production(params.select.model_name, base, facts["best_before"], out / "production")
     lock_before = read_lock()
     os.environ[HOLD_CHAMPION] = "1"  # select registers; move_champion() decides after the gate
-    seconds = run_pipeline(overrides)
-    facts["reruns"] = reruns(lock_before, read_lock(), seconds)
-    if push_outputs:
-        facts["remote"] += f": pulled, re-ran, pushed; {push()}"
+    gate_first = not commit and not overrides  # a pull request's run: gated at select, before export and explain
+    seconds = run_pipeline(overrides, GATED_AT if gate_first else None)
     facts["best_after"] = read_best()
     params = load_params()  # as the run left them (an override of ci.* applies)
     if facts["best_after"]:
-        facts |= judge(base, reference, facts["best_before"], facts["best_after"], facts["reruns"], params)
-        facts["champion_moved"] = move_champion(facts["best_after"], facts["gate"], commit, reference.version)
+        facts |= judge(base, reference, facts["best_before"], facts["best_after"],
+                       reruns(lock_before, read_lock(), seconds), params)
     else:
         facts["not_gated"] = "select wrote no champion"
+    if gate_first and facts.get("gate") and not facts["gate"].passed:
+        if held_back := outdated():
+            facts["held_back"] = f"{', '.join(held_back)}: the gate failed, and a failing change is not shipped"
+    elif gate_first:
+        seconds |= run_pipeline([])
+    facts["reruns"] = reruns(lock_before, read_lock(), seconds)
+    if push_outputs:
+        facts["remote"] += f": pulled, re-ran, pushed; {push()}"
+    if facts["best_after"]:
+        facts["champion_moved"] = move_champion(facts["best_after"], facts["gate"], commit, reference.version)
     facts["params_diff"] = dvc("params", "diff", base, "--md").stdout
     facts["metrics_diff"] = dvc("metrics", "diff", base, "--all", "--md", "--precision", "4").stdout
     plots = dvc("plots", "diff", base, "-o", str(out / "plots"))

@@ -133,6 +133,8 @@ def report(facts: dict) -> str:
         lines += [f"| {c.name} | {measured(c.value)} | {measured(c.before, '-')} | {c.rule} | "
                   f"{'yes' if c.holds else 'no, as at the base' if c.inherited else '**no**'} |" for c in facts["checks"]]
         lines += [""]
+    if facts.get("held_back"):
+        lines += [f"Not run: {facts['held_back']}.", ""]
     if facts.get("reruns"):
         total = sum(r["seconds"] for r in facts["reruns"])
         lines += folded(f"Stages re-run: {len(facts['reruns'])}, {total:.0f} s", [
