@@ -99,10 +99,13 @@ def smoke_project(smoke_build, tmp_path) -> Path:
     return project
 
 
-# The longest test files (seconds of work in `make test`, 2026-12-05), handed to the xdist workers first so that
-# no worker is left running one of them alone at the end; the smoke project builds in the background meanwhile.
-LONGEST_FIRST = ("test_ci_rerun.py", "test_sweep.py", "test_team_tracking.py", "test_serve.py", "test_distribute.py",
-                 "test_interruption.py", "test_determinism.py", "test_queue_sweep.py", "test_export.py")
+# The order in which `make test` (pytest-xdist, --dist loadfile --no-loadscope-reorder) hands test files to its
+# workers, each taking the next file as it runs out: first the longest files that need no shared build (while the
+# smoke project and the origin build in the background), then those that copy the origin (ready after about
+# 4 minutes), then those that copy the smoke project, then the rest in their usual order to fill the gaps.
+LONGEST_FIRST = ("test_team_tracking.py", "test_queue_sweep.py", "test_serve.py", "test_export.py",
+                 "test_ci_rerun.py", "test_sweep.py",
+                 "test_determinism.py", "test_distribute.py", "test_interruption.py")
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
