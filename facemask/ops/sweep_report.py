@@ -3,11 +3,9 @@ paired verdict against the registry's champion and its train time, the failures 
 and the exact commands that promote the winner (pure functions; facemask/ops/sweep.py gathers the rows)."""
 from dataclasses import dataclass, field
 
-import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
+from facemask.pipeline.paired import METRICS, metric_interval
 
 DONE, FAILED, MISSING = "done", "FAILED", "not run"
-RESAMPLES, SEED = 2000, 0
 
 
 @dataclass
@@ -27,14 +25,7 @@ class Row:
 
 def metric_ci(actual: list[str], predicted: list[str], metric: str) -> tuple[float, float] | None:
     """95% percentile-bootstrap interval of `metric` (macro_f1 or accuracy) over the photos; None for others."""
-    score = {"macro_f1": lambda a, p: f1_score(a, p, average="macro", zero_division=0),
-             "accuracy": accuracy_score}.get(metric)
-    if score is None or not actual:
-        return None
-    actual, predicted = np.asarray(actual), np.asarray(predicted)
-    draws = np.random.default_rng(SEED).integers(0, len(actual), size=(RESAMPLES, len(actual)))
-    scores = [score(actual[i], predicted[i]) for i in draws]
-    return float(np.percentile(scores, 2.5)), float(np.percentile(scores, 97.5))
+    return metric_interval(actual, predicted, metric) if metric in METRICS and actual else None
 
 
 def ranked(rows: list[Row]) -> list[Row]:

@@ -80,6 +80,19 @@ def compare(base_rows, new_rows, *, metric: str = "macro_f1", alpha: float = 0.0
                          float(p_value), verdict, reason)
 
 
+def metric_interval(actual: list[str], predicted: list[str], metric: str, resamples: int = 2000,
+                    seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of `metric` of one model's predictions over its photos (macro-F1 over the
+    labels that occur, as scikit-learn's f1_score(average="macro") computes it)."""
+    labels = sorted(set(actual) | set(predicted))
+    y_true, y_pred = (np.array([labels.index(label) for label in values]) for values in (actual, predicted))
+    score = _macro_f1 if metric == "macro_f1" else _accuracy
+    result = bootstrap((y_true, y_pred), lambda y, p, axis=-1: score(y, p, len(labels)), paired=True,
+                       vectorized=True, n_resamples=resamples, confidence_level=0.95, method="percentile",
+                       random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def _by_file(rows, side: str) -> dict[str, dict]:
     """{file: row}; a DataFrame is taken as its records. Duplicate files are refused (they cannot be paired)."""
     if hasattr(rows, "to_dict"):
