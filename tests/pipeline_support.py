@@ -19,25 +19,28 @@ from tests.conftest import REPO, tree_digest
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
-# The smoke project (tests/conftest.py): every stage of dvc.yaml, one epoch, on generated images, weights none
-# (its models learn the same wherever it runs), params.yaml's candidates at 71 px (Xception's minimum), except that
-# MobileNetV2's recipe trains CANDIDATE, a TinyNet at 32 px: fine-tuning all of MobileNetV2 costs a minute of graph
-# building a run, and the tests that re-train CANDIDATE are about the pipeline, not the network (MobileNetV2 still
-# runs in the Ensemble). Xception fine-tunes from the start, skipping the head phase, as MobileNetV2 does in
-# params.yaml. CANDIDATE is two seeds averaged, each a head epoch then four fine-tune epochs: the interruption test
-# kills the second seed's fine-tune between epochs, the determinism test re-runs it, the distribute test re-trains it
-# on two devices (consistency training is left to test_consistency.py).
-CANDIDATE = "Tiny"
+# The smoke project (tests/conftest.py): every stage of dvc.yaml, one epoch, on generated images at 32 px, weights
+# none (its models learn the same wherever it runs). Its three candidates take params.yaml's recipes (SMOKE) on
+# TinyNet, a stub backbone, where the tests are about the pipeline, not the network: fine-tuning a real backbone
+# costs a minute of graph building a run. CANDIDATE is MobileNetV2's recipe, two seeds averaged, each a head epoch
+# then four fine-tune epochs: the interruption test kills the second seed's fine-tune between epochs, the
+# determinism test re-runs it, the distribute test re-trains it on two devices (consistency training is left to
+# test_consistency.py). FROM_START takes Xception's recipe and fine-tunes from the start, skipping the head phase,
+# as MobileNetV2 does in params.yaml. The Ensemble keeps a real backbone: MobileNetV2 beside a TinyNet, one head.
+CANDIDATE, FROM_START = "Tiny", "TinyFromStart"
+SMOKE = {  # smoke candidate: (the params.yaml candidate whose recipe it takes, its settings, its train settings)
+    CANDIDATE: ("MobileNetV2", {"backbones": ["TinyNet"]},
+                {"fine_tune_epochs": 4, "fine_tune_layers": "all", "fine_tune_learning_rate": 0.001,
+                 "seeds": [1337, 7], "consistency": 0}),
+    FROM_START: ("Xception", {"backbones": ["TinyNet"]}, {"epochs": 0, "fine_tune_epochs": 1, "fine_tune_layers": 2}),
+    "Ensemble": ("Ensemble", {"backbones": ["MobileNetV2", "TinyNet"]}, {}),
+}
 TINY = {
     "ingest": {"source": "dataset", "min_size": 16},
     "augment": {"copies": 1},
     "features": {"weights_dir": ""},
-    "candidates": {"image_size": 71, "weights": "none"},
+    "candidates": {"image_size": 32, "weights": "none"},
     "train": {"epochs": 1, "fine_tune_epochs": 0},
-    CANDIDATE: ("MobileNetV2", {"backbones": ["TinyNet"], "image_size": 32},
-                {"epochs": 1, "fine_tune_epochs": 4, "fine_tune_layers": "all", "fine_tune_learning_rate": 0.001,
-                 "seeds": [1337, 7], "consistency": 0}),
-    "train_from_start": ("Xception", {"epochs": 0, "fine_tune_epochs": 1, "fine_tune_layers": 2}),
     "select": {"threshold": 0.0},
     "synthesize": {"pool": "pool", "old_from_pool": 4},
     # A random-weight model's near-uniform answers flip under int8: only float parity is enforced here.
@@ -49,19 +52,15 @@ CHECKPOINT = CHECKPOINTS / "seed_7" / "checkpoint.npz"  # the last member's
 
 
 def tiny_params() -> dict:
-    """params.yaml with TINY's settings: every stage in seconds on generated images."""
+    """params.yaml with TINY's settings and the SMOKE candidates: every stage in seconds on generated images."""
     params = copy.deepcopy(PARAMS)
     for section in ("ingest", "augment", "features", "select", "synthesize", "export", "explain"):
         params[section].update(TINY[section])
-    for candidate in params["candidates"].values():
-        candidate.update(TINY["candidates"])
-        candidate["train"].update(TINY["train"])
-    recipe_of, settings, train = TINY[CANDIDATE]
-    params["candidates"] = {CANDIDATE: params["candidates"].pop(recipe_of), **params["candidates"]}
-    params["candidates"][CANDIDATE].update(settings)
-    params["candidates"][CANDIDATE]["train"].update(train)
-    name, train = TINY["train_from_start"]
-    params["candidates"][name]["train"].update(train)
+    recipes, params["candidates"] = params["candidates"], {}
+    for name, (recipe_of, settings, train) in SMOKE.items():
+        candidate = copy.deepcopy(recipes[recipe_of]) | TINY["candidates"] | settings
+        candidate["train"].update(TINY["train"] | train)
+        params["candidates"][name] = candidate
     return params
 
 

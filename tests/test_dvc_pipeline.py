@@ -9,7 +9,7 @@ import yaml
 from facemask.core.files import read_json
 from facemask.core.outputs import EXPORT_REPORT, split_report, val_predictions, val_slices
 from tests.conftest import REPO
-from tests.pipeline_support import CANDIDATE, PARAMS, TINY, dvc, tiny_params
+from tests.pipeline_support import CANDIDATE, FROM_START, PARAMS, SMOKE, TINY, dvc, tiny_params
 
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
 SMOKE_CANDIDATES = list(tiny_params()["candidates"])
@@ -61,11 +61,11 @@ def test_end_to_end_repro_then_noop(smoke_project):
     assert (project / "models" / "best" / "model.keras").is_file()
     results = (project / "reports" / "results.md").read_text()
     assert all(name in results for name in SMOKE_CANDIDATES) and f"**{best['winner']}** (champion)" in results
-    start_name, recipe = TINY["train_from_start"]
-    assert history(project, start_name) == [(str(PARAMS["train"]["seed"]), "fine_tune")] * recipe["fine_tune_epochs"]
-    tiny_recipe = TINY[CANDIDATE][2]
+    from_start = SMOKE[FROM_START][2]
+    assert history(project, FROM_START) == [(str(PARAMS["train"]["seed"]), "fine_tune")] * from_start["fine_tune_epochs"]
+    tiny_recipe = SMOKE[CANDIDATE][2]
     seeds = [str(seed) for seed in tiny_recipe["seeds"]]
-    phases = ["head"] * tiny_recipe["epochs"] + ["fine_tune"] * tiny_recipe["fine_tune_epochs"]
+    phases = ["head"] * TINY["train"]["epochs"] + ["fine_tune"] * tiny_recipe["fine_tune_epochs"]
     assert history(project, CANDIDATE) == [(seed, phase) for seed in seeds for phase in phases]
     members = read_json(project / split_report(CANDIDATE, "test"))["members"]  # each member scored on its own too
     assert sorted(members) == [f"seed_{seed}" for seed in sorted(seeds)]

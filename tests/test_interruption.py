@@ -11,7 +11,7 @@ import pytest
 
 from facemask.core.stage import run
 from facemask.pipeline.checkpoint import Checkpoint
-from tests.pipeline_support import CANDIDATE, CHECKPOINTS, TINY, checkpoint_state, dvc, dvc_popen, outputs
+from tests.pipeline_support import CANDIDATE, CHECKPOINTS, SMOKE, checkpoint_state, dvc, dvc_popen, outputs
 
 TARGET = f"train@{CANDIDATE}"
 
@@ -38,7 +38,7 @@ def test_sigkilled_training_resumes_and_matches_an_uninterrupted_run(smoke_proje
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert state["epoch"] < TINY[CANDIDATE][2]["fine_tune_epochs"]
+    assert state["epoch"] < SMOKE[CANDIDATE][2]["fine_tune_epochs"]
     assert not (project / "models" / "candidates" / CANDIDATE / "model.keras").exists()
 
     resumed = dvc("repro", TARGET, cwd=project)
