@@ -15,7 +15,7 @@ class WeightsUnavailable(UserError):
 
 @dataclass(frozen=True)
 class Backbone:
-    application: str         # the keras.applications constructor (facemask.core.model's for TinyNet)
+    constructor: str         # the function that builds it, "module.function" (imported by facemask.core.model.network)
     keras_file: str          # the file Keras downloads for weights="imagenet", include_top=False ("": none exist)
     local_names: tuple       # other file names accepted in the weights directory
     scaling: str             # "tf": [-1, 1]; "torch": [0, 1] then ImageNet mean/std
@@ -26,7 +26,7 @@ _MOBILENET_SIZES = (224, 192, 160, 128, 96)
 
 BACKBONES = {
     "MobileNetV2": Backbone(
-        "MobileNetV2",
+        "keras.applications.MobileNetV2",
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
         (*(f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{s}_no_top.h5" for s in _MOBILENET_SIZES),
          "mobilenet_v2_1.0_notop_imagenet_int8_dequantized_bnfolded.h5"),
@@ -34,14 +34,14 @@ BACKBONES = {
         32,
     ),
     "Xception": Backbone(
-        "Xception",
+        "keras.applications.Xception",
         "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
         (),
         "tf",
         71,
     ),
     "DenseNet169": Backbone(
-        "DenseNet169",
+        "keras.applications.DenseNet169",
         "densenet169_weights_tf_dim_ordering_tf_kernels_notop.h5",
         (),
         "torch",
@@ -49,7 +49,7 @@ BACKBONES = {
     ),
     # Three convolution blocks in MobileNetV2's idiom, no ImageNet weights (facemask.core.model.tiny_net): a smoke
     # run or a test of the pipeline itself fine-tunes it in seconds on a CPU. It learns little; not a product model.
-    "TinyNet": Backbone("TinyNet", "", (), "tf", 32),
+    "TinyNet": Backbone("facemask.core.model.tiny_net", "", (), "tf", 32),
 }
 
 

@@ -1,4 +1,6 @@
 """Build the classifier: raw RGB in, class probabilities out, all preprocessing inside."""
+import importlib
+
 import numpy as np
 
 from facemask.core import CLASSES, UserError
@@ -47,8 +49,7 @@ def build_ensemble(members: dict, image_size: int, dropout: float = 0.2, name: s
         backbone = get_backbone(backbone_name)
         if image_size < backbone.min_size:
             raise UserError(f"{backbone_name}: image_size {image_size} is below its minimum of {backbone.min_size}")
-        application = tiny_net if backbone.application == "TinyNet" else getattr(keras.applications, backbone.application)
-        base = application(include_top=False, weights=weights_file, input_shape=(image_size, image_size, 3))
+        base = network(backbone)(include_top=False, weights=weights_file, input_shape=(image_size, image_size, 3))
         base.trainable = False
         x = resized
         for layer in scaling_layers(backbone, prefix=f"{backbone_name}_" if len(members) > 1 else ""):
@@ -59,6 +60,12 @@ def build_ensemble(members: dict, image_size: int, dropout: float = 0.2, name: s
     x = keras.layers.Dropout(dropout, name=HEAD_LAYERS[0])(features)
     outputs = keras.layers.Dense(len(CLASSES), activation="softmax", name=HEAD_LAYERS[1])(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def network(backbone: Backbone):
+    """The function that builds `backbone` (its row names it: a keras.applications network, or tiny_net below)."""
+    module, _, name = backbone.constructor.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def tiny_net(include_top: bool = False, weights: str | None = None, input_shape: tuple = (32, 32, 3)) -> keras.Model:
