@@ -64,10 +64,10 @@ def tiny_params() -> dict:
     return params
 
 
-def small_candidates(*names: str, **train) -> dict:
-    """Candidates that train in seconds: a MobileNetV2 head at 32 px on weights none, `train` overriding."""
+def small_candidates(*names: str, backbone: str = "MobileNetV2", **train) -> dict:
+    """Candidates that train in seconds: a head over `backbone` at 32 px on weights none, `train` overriding."""
     recipe = {"epochs": 1, "fine_tune_epochs": 0, "batch_size": 16, "learning_rate": 0.01, "dropout": 0.3, **train}
-    return {name: {"backbones": ["MobileNetV2"], "image_size": 32, "weights": "none", "train": dict(recipe)}
+    return {name: {"backbones": [backbone], "image_size": 32, "weights": "none", "train": dict(recipe)}
             for name in names}
 
 

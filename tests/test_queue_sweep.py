@@ -25,7 +25,7 @@ def tiny_project(root: Path) -> Path:
     sh("git", "init", "-q", str(project), cwd=root)
     copy_code(project)
     params = tiny_params()
-    params["candidates"] = small_candidates(CANDIDATE)
+    params["candidates"] = small_candidates(CANDIDATE, backbone="TinyNet")
     params["synthesize"].update(pool="../pool", old_from_pool=2, young_from_train=0, worn_wrong_from_train=0,
                                 worn_wrong_from_pool=0)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -92,7 +92,7 @@ def project(server, tmp_path_factory) -> Path:
     root.mkdir()
     copy_code(root)
     params = tiny_params()
-    params["candidates"] = small_candidates(*CANDIDATES)
+    params["candidates"] = small_candidates(*CANDIDATES, backbone="TinyNet")
     params["synthesize"].update(dict.fromkeys(Synthesize.POOL_COUNTS, 0))  # no pool in this project
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     generate(root / "dataset", per_class=12, size=40)
