@@ -39,6 +39,13 @@ def tiny_project(root: Path) -> Path:
     return project
 
 
+def experiments(project: Path) -> dict:
+    """{experiment name: (its executor's state, None once done; its data)} from `dvc exp show --json`."""
+    shown = json.loads(dvc("exp", "show", "--json", cwd=project).stdout)
+    return {exp["revs"][0]["name"]: ((exp.get("executor") or {}).get("state"), exp["revs"][0].get("data"))
+            for baseline in shown for exp in baseline.get("experiments") or []}
+
+
 def wait_for_queue(project: Path) -> str:
     """Poll the experiments' states (`dvc exp show`) until none is queued or running; then `dvc queue status`.
 
@@ -47,20 +54,11 @@ def wait_for_queue(project: Path) -> str:
     treeverse/dvc-task#73), leaving the next experiment queued for ever (seen once in `make test`)."""
     deadline = time.monotonic() + QUEUE_TIMEOUT_S
     while time.monotonic() < deadline:
-        shown = json.loads(dvc("exp", "show", "--json", cwd=project).stdout)
-        states = [exp["executor"]["state"] for baseline in shown for exp in baseline.get("experiments") or []
-                  if exp.get("executor")]
+        states = [state for state, _ in experiments(project).values()]
         if not any(state in ("queued", "running") for state in states):
             return dvc("queue", "status", cwd=project).stdout
         time.sleep(3)
     pytest.fail(f"the queue did not finish in {QUEUE_TIMEOUT_S} s:\n{states}")
-
-
-def experiments(project: Path) -> dict:
-    """{experiment name: its data in `dvc exp show --json`} for the experiments on the baseline commit."""
-    shown = json.loads(dvc("exp", "show", "--json", cwd=project).stdout)
-    return {revs["revs"][0]["name"]: revs["revs"][0]["data"]
-            for baseline in shown for revs in baseline.get("experiments") or []}
 
 
 def mlflow_runs(project: Path) -> dict:
@@ -83,7 +81,7 @@ def test_a_queued_grid_runs_in_temporary_copies_and_is_recorded_in_the_repo(tmp_
     status = wait_for_queue(project)
     print(f"two queued experiments finished in {time.monotonic() - started:.0f} s")
 
-    found = experiments(project)
+    found = {name: data for name, (_, data) in experiments(project).items()}
     logs = "".join(dvc("queue", "logs", name, cwd=project, check=False).stdout[-3000:] for name in found)
     assert len(found) == 2 and status.count(" Success") == 2, status + logs
     dropouts = {name: data["params"]["params.yaml"]["data"]["candidates"][CANDIDATE]["train"]["dropout"]
