@@ -25,7 +25,7 @@ run: install
 
 # --no-loadscope-reorder: the files in tests/conftest.py's LONGEST_FIRST order (xdist would sort them by test count)
 test: install
-	$(PYTHON) -m pytest -q --durations=25 -n 2 --dist loadfile --no-loadscope-reorder
+	$(PYTHON) -m pytest -q --durations=25 -n 3 --dist loadfile --no-loadscope-reorder
 
 test-fast: install
 	$(PYTHON) -m pytest -q -m unit
@@ -33,7 +33,7 @@ test-fast: install
 # make test with line coverage of facemask/, in the test processes and in every Python process they start
 # (pyproject.toml [tool.coverage]): the number the closing notes compare
 coverage: install
-	$(PYTHON) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --cov --cov-report=term:skip-covered
+	$(PYTHON) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder --cov --cov-report=term:skip-covered
 
 lint: install
 	ruff check .
