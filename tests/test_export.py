@@ -14,7 +14,7 @@ from facemask.use.export import TOLERANCE, export, export_and_check, parity, pre
 from tests.champion_support import IMAGE_SIZE, make_split, tiny_model_file
 from tests.conftest import REAL_DATASET, REAL_WEIGHTS
 
-BACKBONE = "MobileNetV2"  # deep enough for a random network's int8 copy to disagree (champion_support)
+BACKBONE = "MobileNetV2"  # deep enough for int8 to shrink the file (TinyNet's is mostly fixed overhead)
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +101,14 @@ def test_missing_split_is_a_user_error(tmp_path):
 
 
 def test_export_fails_when_a_format_is_outside_tolerance(exported, tmp_path):
-    """The random tiny model's int8 copy disagrees with it: the command must say so and exit non-zero."""
+    """An int8 copy never gives the float model's exact probabilities: held to a gap of 0, the export must say so,
+    report the format as failed and stop (TinyNet: the same check as the random MobileNetV2's disagreement, in a
+    second instead of fifteen)."""
     with pytest.raises(UserError, match="parity outside tolerance for tflite_int8"):
-        export_and_check(tiny_model_file(BACKBONE), exported["split"], tmp_path / "out", tmp_path / "export.json",
-                         calibration_count=8, seconds=0.1, formats=("tflite_int8",))
-    report = json.loads((tmp_path / "export.json").read_text())
-    assert report["formats"]["tflite_int8"]["ok"] is False
+        export_and_check(tiny_model_file(), exported["split"], tmp_path / "out", tmp_path / "export.json",
+                         calibration_count=8, seconds=0.1, formats=("tflite_int8",), tolerance={"tflite_int8": (1.0, 0.0)})
+    int8 = json.loads((tmp_path / "export.json").read_text())["formats"]["tflite_int8"]
+    assert int8["ok"] is False and int8["mean_probability_gap"] > 0
 
 
 def test_onnx_folds_normalization_constants(tmp_path):
