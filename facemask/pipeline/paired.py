@@ -87,10 +87,7 @@ def metric_interval(actual: list[str], predicted: list[str], metric: str, resamp
     labels = sorted(set(actual) | set(predicted))
     y_true, y_pred = (np.array([labels.index(label) for label in values]) for values in (actual, predicted))
     score = _macro_f1 if metric == "macro_f1" else _accuracy
-    result = bootstrap((y_true, y_pred), lambda y, p, axis=-1: score(y, p, len(labels)), paired=True,
-                       vectorized=True, n_resamples=resamples, confidence_level=0.95, method="percentile",
-                       random_state=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return _percentile_ci((y_true, y_pred), lambda y, p, axis=-1: score(y, p, len(labels)), resamples, seed)
 
 
 def _by_file(rows, side: str) -> dict[str, dict]:
@@ -153,6 +150,11 @@ def _delta_ci(score, actual, old_pred, new_pred, classes: int, resamples: int, s
     def delta(y, old, new, axis=-1):
         return score(y, new, classes) - score(y, old, classes)
 
-    result = bootstrap((actual, old_pred, new_pred), delta, paired=True, vectorized=True, n_resamples=resamples,
-                       confidence_level=0.95, method="percentile", random_state=np.random.default_rng(seed))
+    return _percentile_ci((actual, old_pred, new_pred), delta, resamples, seed)
+
+
+def _percentile_ci(columns: tuple, statistic, resamples: int, seed: int) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of a vectorised `statistic` of per-photo columns resampled together."""
+    result = bootstrap(columns, statistic, paired=True, vectorized=True, n_resamples=resamples, confidence_level=0.95,
+                       method="percentile", random_state=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
