@@ -24,7 +24,7 @@ from facemask.ops.datasets import generate
 from tests.conftest import REAL_WEIGHTS
 from tests.pipeline_support import build_once, copy_code, small_candidates, tiny_params
 
-CHANGED, OTHER = "Other", "First"  # two small candidates; the tests change the first of them
+CHANGED, OTHER = "Other", "First"  # two small candidates: OTHER is the champion, CHANGED learns less
 BROKEN_WEIGHTS = "weights/broken.txt"  # a file, so params accept it; not a weights file, so features fails
 BROKEN_SWEEP = {"list": [{f"candidates.{CHANGED}.train.dropout": 0.2, f"candidates.{CHANGED}.train.learning_rate": 0.01},
                          {f"candidates.{CHANGED}.train.dropout": 0.5, f"candidates.{CHANGED}.train.learning_rate": 0.01},
@@ -56,7 +56,9 @@ def dvc(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> s
 
 def origin_params() -> dict:
     params = tiny_params()
-    params["candidates"] = small_candidates(OTHER, CHANGED, epochs=10)
+    # ten epochs to CHANGED's one: the tests change CHANGED and the champion stays (export and explain with it), or
+    # wreck OTHER, the champion, and a worse one takes its place
+    params["candidates"] = small_candidates(OTHER, epochs=10) | small_candidates(CHANGED, epochs=1)
     if LEARNS:
         params["features"]["weights_dir"] = str(REAL_WEIGHTS)
         for candidate in params["candidates"].values():
