@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # requirements.txt, every package held at the version CI tested by requirements.lock (compiled from it by
 #   .venv/bin/uv pip compile requirements.txt -o requirements.lock --python-version 3.11
 # after an edit of requirements.txt; it keeps the lock's other versions, and an install that disagrees with the
-# lock says which package). uv installs in about a third of pip's time (docs/testing.md); pip stays in the venv
+# lock says which package). uv installs in less than half of pip's time (docs/testing.md); pip stays in the venv
 # for what users add by hand (e.g. dvc-s3).
 UV := $(VENV)/bin/uv pip install -q --compile-bytecode --python $(PYTHON)
 
