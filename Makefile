@@ -12,7 +12,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # after an edit of requirements.txt; it keeps the lock's other versions, and an install that disagrees with the
 # lock says which package). uv installs in less than half of pip's time (docs/testing.md); pip stays in the venv
 # for what users add by hand (e.g. dvc-s3).
-# --compile-bytecode, as pip does by default: where PYTHONDONTWRITEBYTECODE is set (as on our CI machines) nothing
+# --compile-bytecode, as pip does by default: where PYTHONDONTWRITEBYTECODE is set (as on our machines) nothing
 # else writes .pyc files, and every process would compile what it imports (TensorFlow, MLflow, DVC: 15 s, not 7)
 UV := $(VENV)/bin/uv pip install -q --compile-bytecode --python $(PYTHON)
 
