@@ -14,6 +14,11 @@ from facemask.ops.datasets import generate
 
 # Every dvc command would start a usage-analytics daemon (a Python process each, 160 a run); none in tests.
 os.environ["DVC_NO_ANALYTICS"] = "1"
+# Where PYTHONDONTWRITEBYTECODE is set (as on our machines), every process the tests start - stages, CLIs, CI and
+# sweep runners, in projects whose facemask/ and stages/ are fresh copies - would compile what it imports of them
+# again (about 1 s of CPU a stage); without it, the first process in a project writes the .pyc files (git-ignored)
+# and the others read them.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATASET = REPO.parent / "shared" / "datasets" / "facemask-age"
