@@ -17,6 +17,9 @@ from tests.pipeline_support import copy_code, small_candidates, tiny_params
 pytestmark = pytest.mark.slow
 CANDIDATE, DROPOUTS = "Tiny", (0.2, 0.5)
 QUEUE_TIMEOUT_S = 600
+# Each look at the queue is a `dvc exp show` process (about 1 s of CPU): every 3 s, under `make test`'s load (the
+# queue takes about 200 s there), the looks took CPU from the experiments they waited for.
+POLL_S = 10
 
 
 def tiny_project(root: Path) -> Path:
@@ -57,7 +60,7 @@ def wait_for_queue(project: Path) -> str:
         states = [state for state, _ in experiments(project).values()]
         if not any(state in ("queued", "running") for state in states):
             return dvc("queue", "status", cwd=project).stdout
-        time.sleep(3)
+        time.sleep(POLL_S)
     pytest.fail(f"the queue did not finish in {QUEUE_TIMEOUT_S} s:\n{states}")
 
 
