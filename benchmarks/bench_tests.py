@@ -28,14 +28,11 @@ TARGETS_S = {"make test-fast": 60, "make test": 600}
 LOG_ENV = "BENCH_TESTS_PROCESS_LOG"
 # Imported by every Python process of the clone's venv (site-packages/bench_tests_hook.pth); a no-op unless LOG_ENV
 # names a file, where each process appends one line when it exits.
-HOOK = f'''import atexit, json, os, resource, sys, time
+HOOK = f'''import atexit, json, os, resource, sys
 if os.environ.get("{LOG_ENV}"):
-    _started = time.time()
-
     def _log():
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        line = json.dumps({{"argv": " ".join(sys.argv)[:300], "cwd": os.getcwd(), "start": _started,
-                           "wall": time.time() - _started, "cpu": usage.ru_utime + usage.ru_stime,
+        line = json.dumps({{"argv": " ".join(sys.argv)[:300], "cpu": usage.ru_utime + usage.ru_stime,
                            "tensorflow": "tensorflow" in sys.modules}})
         with open(os.environ["{LOG_ENV}"], "a") as log:
             log.write(line + "\\n")
