@@ -42,15 +42,15 @@ if os.environ.get("{LOG_ENV}"):
 
 
 def timed(command: list[str], cwd: Path, env: dict | None = None) -> dict:
-    """Run `command`; its wall and CPU seconds (children included), exit status and output's end."""
+    """Run `command`; its wall and CPU seconds (children included), exit status and output."""
     print(f"{' '.join(command)} ...", flush=True)
     before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    print(f"{' '.join(command)}: {time.perf_counter() - started:.0f} s, exit {result.returncode}", flush=True)
-    return {"seconds": round(time.perf_counter() - started, 1), "cpu_seconds": round(cpu, 1),
-            "exit": result.returncode, "output": result.stdout + result.stderr}
+    print(f"{' '.join(command)}: {seconds:.0f} s, exit {result.returncode}", flush=True)
+    return {"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "exit": result.returncode,
+            "output": result.stdout + result.stderr}
 
 
 def summary_line(output: str) -> str:
@@ -67,7 +67,7 @@ def slowest(output: str) -> list[dict]:
 
 def kind(argv: str) -> str:
     """A process's kind: `stage train`, `dvc exp run`, `dvc status`, `facemask serve`, `mlflow server`, or its
-    program."""
+    program (`pytest` for `python -m pytest`, `sweep.py` for a runner in a test's project)."""
     words = argv.split()
     if stage := re.search(r"stages[./](\w+)", argv):
         return f"stage {stage.group(1)}"
@@ -75,8 +75,6 @@ def kind(argv: str) -> str:
         if words and (words[0].endswith(f"/{tool}/__main__.py") or words[0].endswith(f"/bin/{tool}") or words[0] == tool):
             sub = words[1:3] if words[1:2] in (["exp"], ["queue"]) else words[1:2]  # dvc exp run, dvc exp show
             return " ".join([tool, *sub])
-    if "pytest" in argv:
-        return "pytest"
     if argv.startswith("-c"):
         return "python -c (pytest-xdist workers, multiprocessing children)"
     if not words:

@@ -36,6 +36,8 @@ def test_the_slowest_tests_and_the_summary_are_read_from_pytests_output():
     ("/v/site-packages/uvicorn/__main__.py --port 5000", "uvicorn"),
     ("-c", "python -c (pytest-xdist workers, multiprocessing children)"),
     ("/p/facemask/ops/sweep.py job s.yaml", "sweep.py"),
+    ("/tmp/pytest-of-root/pytest-1/sweep0/a/facemask/ops/sweep.py job s.yaml", "sweep.py"),  # not pytest
+    ("/v/site-packages/pytest/__main__.py -q -n 3", "pytest"),
 ])
 def test_a_process_is_named_by_what_it_runs(argv, expected):
     assert kind(argv) == expected
