@@ -4,10 +4,11 @@
     python benchmarks/bench_tests.py [--label "2 cores, ../shared present"]
 
 For each command: wall seconds and CPU seconds (its own and its children's); for `make test` also the 25 slowest
-tests it prints, and every Python process the tests start - how much CPU it took and whether it imported
-TensorFlow - logged by a start-up hook put in the clone's venv only (a `.pth` file; processes that end by SIGKILL
-or os._exit, such as multiprocessing workers, write nothing). Writes benchmarks/results/tests.json; exits 1 when a
-target is missed: `make test-fast` <= 60 s, `make test` (its install included) <= 600 s.
+tests it prints, and every Python process the tests start - how much CPU it took, whether it imported TensorFlow
+and which suite it ran for (its working folder) - logged by a start-up hook put in the clone's venv only (a `.pth`
+file; processes that end by SIGKILL or os._exit, such as multiprocessing workers, write nothing). Writes
+benchmarks/results/tests.json; exits 1 when a target is missed: `make test-fast` <= 60 s, `make test` (its install
+included) <= 600 s.
 """
 import argparse
 import json
@@ -33,7 +34,7 @@ if os.environ.get("{LOG_ENV}"):
     def _log():
         usage = resource.getrusage(resource.RUSAGE_SELF)
         line = json.dumps({{"argv": " ".join(sys.argv)[:300], "cpu": usage.ru_utime + usage.ru_stime,
-                           "tensorflow": "tensorflow" in sys.modules}})
+                           "tensorflow": "tensorflow" in sys.modules, "cwd": os.getcwd()}})
         with open(os.environ["{LOG_ENV}"], "a") as log:
             log.write(line + "\\n")
 
@@ -83,20 +84,34 @@ def kind(argv: str) -> str:
     return program.parent.name if program.name == "__main__.py" else program.name
 
 
-def processes(log: Path) -> dict:
-    """The logged processes: how many, their CPU, those that imported TensorFlow, and by kind (CPU first)."""
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    by_kind = defaultdict(lambda: {"count": 0, "cpu_seconds": 0.0, "tensorflow": 0})
+def suite(cwd: str) -> str:
+    """What a process ran for, by its working folder: the pytest temporary folder it is in (a test's own, named
+    after the test, or a shared build's: `smoke`, `origin`, a module's `team`, `ci`, `sweep`), else `elsewhere`
+    (the checkout: pytest's workers and what they start there)."""
+    found = re.search(r"/pytest-\d+/(?:popen-gw\d+/)?([^/]+)", cwd)
+    return re.sub(r"\d+$", "", found.group(1)) if found else "elsewhere"
+
+
+def grouped(rows: list[dict], key) -> list[dict]:
+    """Rows summed by key(row): count, CPU seconds, how many imported TensorFlow; most CPU first, 20 at most."""
+    groups = defaultdict(lambda: {"count": 0, "cpu_seconds": 0.0, "tensorflow": 0})
     for row in rows:
-        entry = by_kind[kind(row["argv"])]
+        entry = groups[key(row)]
         entry["count"] += 1
         entry["cpu_seconds"] += row["cpu"]
         entry["tensorflow"] += row["tensorflow"]
+    return [{"name": name, **entry, "cpu_seconds": round(entry["cpu_seconds"], 1)}
+            for name, entry in sorted(groups.items(), key=lambda item: -item[1]["cpu_seconds"])][:20]
+
+
+def processes(log: Path) -> dict:
+    """The logged processes: how many, their CPU, those that imported TensorFlow, by kind and by suite."""
+    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     tensorflow = [row for row in rows if row["tensorflow"]]
     return {"count": len(rows), "cpu_seconds": round(sum(row["cpu"] for row in rows), 1),
             "tensorflow": {"count": len(tensorflow), "cpu_seconds": round(sum(row["cpu"] for row in tensorflow), 1)},
-            "by_kind": [{"kind": name, **entry, "cpu_seconds": round(entry["cpu_seconds"], 1)}
-                        for name, entry in sorted(by_kind.items(), key=lambda item: -item[1]["cpu_seconds"])][:20]}
+            "by_kind": grouped(rows, lambda row: kind(row["argv"])),
+            "by_suite": grouped(rows, lambda row: suite(row.get("cwd", "")))}
 
 
 def install_hook(checkout: Path) -> None:
@@ -145,6 +160,7 @@ def main() -> int:
         print(f"{name}: {target['seconds']:.0f} s (target {target['target']} s) {'met' if target['met'] else 'MISSED'}")
     print(f"test processes: {spent['count']}, {spent['cpu_seconds']:.0f} s of CPU; importing TensorFlow: "
           f"{spent['tensorflow']['count']}, {spent['tensorflow']['cpu_seconds']:.0f} s")
+    print("their CPU by suite: " + ", ".join(f"{entry['name']} {entry['cpu_seconds']:.0f} s" for entry in spent["by_suite"]))
     if fast["exit"] or full["exit"]:
         print((fast["output"] if fast["exit"] else full["output"])[-3000:], file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from benchmarks.bench_tests import HOOK, LOG_ENV, kind, processes, slowest, summary_line
+from benchmarks.bench_tests import HOOK, LOG_ENV, kind, processes, slowest, suite, summary_line
 
 pytestmark = pytest.mark.unit
 
@@ -55,4 +55,18 @@ def test_the_hook_logs_a_process_and_the_log_adds_up(tmp_path):
     assert len(rows) == 2 and all(row["cpu"] > 0 and not row["tensorflow"] for row in rows)
     spent = processes(log)
     assert spent["count"] == 2 and spent["tensorflow"] == {"count": 0, "cpu_seconds": 0}
-    assert spent["by_kind"][0]["kind"].startswith("python -c") and spent["by_kind"][0]["count"] == 2
+    assert spent["by_kind"][0]["name"].startswith("python -c") and spent["by_kind"][0]["count"] == 2
+    assert rows[0]["cwd"] == str(tmp_path) and spent["by_suite"] == [
+        {"name": "test_the_hook_logs_a_process_a", "count": 2, "tensorflow": 0,  # pytest's name for tmp_path
+         "cpu_seconds": spent["by_kind"][0]["cpu_seconds"]}]
+
+
+@pytest.mark.parametrize("cwd, expected", [
+    ("/tmp/pytest-of-root/pytest-7/smoke/project", "smoke"),
+    ("/tmp/pytest-of-root/pytest-7/popen-gw2/team0/project", "team"),
+    ("/tmp/pytest-of-root/pytest-7/popen-gw0/test_a_queued_grid_runs_in_tem0/project/.dvc/tmp/exps/run/tmp1",
+     "test_a_queued_grid_runs_in_tem"),
+    ("/tmp/bench-tests-x/main", "elsewhere"),
+])
+def test_a_process_is_put_in_the_suite_whose_temporary_folder_it_ran_in(cwd, expected):
+    assert suite(cwd) == expected

@@ -159,3 +159,17 @@ def test_a_bad_base_or_a_dirty_tree_is_refused_in_one_line(clone_b, setup, fragm
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("ci: error: "), result.stderr
     assert fragment in lines[0] and not (clone_b / "data" / "raw").exists()
+
+
+def test_the_default_remote_is_named_by_one_dvc_call_and_its_absence_is_a_clear_error(tmp_path, monkeypatch):
+    from facemask.ops.ci import RemoteUnavailable, default_remote
+
+    monkeypatch.chdir(tmp_path)
+    dvc("init", "--no-scm", cwd=tmp_path)
+    with pytest.raises(RemoteUnavailable, match="no default DVC remote is configured; add one"):
+        default_remote()
+    dvc("remote", "add", "other", str(tmp_path / "elsewhere"), cwd=tmp_path)
+    dvc("remote", "add", "-d", "storage", str(tmp_path / "a store=here"), cwd=tmp_path)  # a space, an equals sign
+    assert default_remote() == ("storage", str(tmp_path / "a store=here"))
+    dvc("remote", "add", "--local", "-d", "mine", "../beside", cwd=tmp_path)  # the local level wins; stored relative
+    assert default_remote() == ("mine", str(tmp_path.parent / "beside"))     # to .dvc/, read back resolved

@@ -73,9 +73,11 @@ def check_work_tree(base: str) -> str:
 
 
 def default_remote() -> tuple[str, str]:
-    """(name, url) of the default DVC remote; RemoteUnavailable when there is none."""
-    name = dvc("config", "core.remote").stdout.strip()
-    url = dvc("config", f"remote.{name}.url").stdout.strip() if name else ""
+    """(name, url) of the default DVC remote, read with one `dvc config --list` (every level merged, a line
+    `key=value` each); RemoteUnavailable when there is none."""
+    config = dict(line.partition("=")[::2] for line in dvc("config", "--list").stdout.splitlines())
+    name = config.get("core.remote", "")
+    url = config.get(f"remote.{name}.url", "") if name else ""
     if not url:
         raise RemoteUnavailable("no default DVC remote is configured; add one: "
                                 "dvc remote add -d storage <url> (README: CI)")
