@@ -111,7 +111,7 @@ def processes(log: Path) -> dict:
     return {"count": len(rows), "cpu_seconds": round(sum(row["cpu"] for row in rows), 1),
             "tensorflow": {"count": len(tensorflow), "cpu_seconds": round(sum(row["cpu"] for row in tensorflow), 1)},
             "by_kind": grouped(rows, lambda row: kind(row["argv"])),
-            "by_suite": grouped(rows, lambda row: suite(row.get("cwd", "")))}
+            "by_suite": grouped(rows, lambda row: suite(row["cwd"]))}
 
 
 def install_hook(checkout: Path) -> None:

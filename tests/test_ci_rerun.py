@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from facemask.ops.ci import RemoteUnavailable, default_remote
 from facemask.pipeline.paired import read_predictions
 from tests.conftest import REAL_WEIGHTS, tree_digest
 from tests.origin_support import CHANGED, LEARNS, OTHER, clone, copy_origin, dvc, sh
@@ -162,8 +163,6 @@ def test_a_bad_base_or_a_dirty_tree_is_refused_in_one_line(clone_b, setup, fragm
 
 
 def test_the_default_remote_is_named_by_one_dvc_call_and_its_absence_is_a_clear_error(tmp_path, monkeypatch):
-    from facemask.ops.ci import RemoteUnavailable, default_remote
-
     monkeypatch.chdir(tmp_path)
     dvc("init", "--no-scm", cwd=tmp_path)
     with pytest.raises(RemoteUnavailable, match="no default DVC remote is configured; add one"):
